@@ -1,0 +1,730 @@
+//! The time loop: forward integration and the adjoint backward pass.
+//!
+//! Layout: states are B×N row-major (batch row b at `b*N`); `x` is B×T×n_in; outputs B×T×n_out.
+//!
+//! The backward pass keeps the state at every frame boundary from the forward pass and, frame by
+//! frame in reverse, re-integrates the frame's substeps to recover the intermediate points
+//! (one frame of substeps is cheap to store), then runs the adjoint recursion through them. The
+//! weight gradient Σ μ rᵀ over all substeps is not accumulated as rank-1 updates: the (μ, r)
+//! rows are buffered and added as one matrix product per buffer fill (usually once per call).
+
+use super::{Activation, Integrator, Model, ParamsRef, Sequence};
+use crate::error::{CoreError, CoreResult};
+use crate::float_env::FlushDenormals;
+use crate::linalg;
+use crate::real::Real;
+
+/// What [`forward`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardOutput<T> {
+    /// B×T×n_out outputs, read at the end of every frame.
+    pub y: Vec<T>,
+    /// B×N state after the last frame.
+    pub final_state: Vec<T>,
+    /// B×T×N states at the end of every frame, when asked for.
+    pub states: Option<Vec<T>>,
+}
+
+/// Gradients of the loss, shaped like the parameters (row-major), plus the start state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients<T> {
+    pub w: Vec<T>,
+    pub tau: Vec<T>,
+    pub theta: Vec<T>,
+    pub gain: Vec<T>,
+    pub u: Vec<T>,
+    pub v: Vec<T>,
+    pub c: Vec<T>,
+    pub s0: Vec<T>,
+}
+
+impl<T: Real> Gradients<T> {
+    fn zeros(p: &ParamsRef<'_, T>, batch: usize) -> Self {
+        let n = p.n_neurons;
+        Gradients {
+            w: vec![T::ZERO; n * n],
+            tau: vec![T::ZERO; n],
+            theta: vec![T::ZERO; n],
+            gain: vec![T::ZERO; n],
+            u: vec![T::ZERO; n * p.n_inputs],
+            v: vec![T::ZERO; p.n_outputs * n],
+            c: vec![T::ZERO; p.n_outputs],
+            s0: vec![T::ZERO; batch * n],
+        }
+    }
+}
+
+/// Run a batch of sequences from `seq.s0`.
+pub fn forward<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+) -> CoreResult<ForwardOutput<T>> {
+    p.validate()?;
+    seq.validate(p)?;
+    let _flush = FlushDenormals::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return Ok(unsafe { forward_avx2(p, model, seq, return_states) });
+        }
+    }
+    Ok(forward_body(p, model, seq, return_states))
+}
+
+/// Mean squared error over (batch, frames, outputs) of the outputs against `targets`
+/// (B×T×n_out), and its gradient. `truncation = Some(K)` cuts the gradient every K frames.
+pub fn loss_and_grad<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+) -> CoreResult<(f64, Gradients<T>)> {
+    p.validate()?;
+    seq.validate(p)?;
+    let expected = seq.batch * seq.frames * p.n_outputs;
+    if targets.len() != expected {
+        return Err(CoreError::shape(
+            "target",
+            format!("[{}, {}, {}] ({expected} values)", seq.batch, seq.frames, p.n_outputs),
+            format!("{} values", targets.len()),
+        ));
+    }
+    if let Some(pos) = targets.iter().position(|v| !v.is_finite()) {
+        return Err(CoreError::config(
+            "target",
+            format!("must be finite, found {:?} at flat index {pos}", targets[pos]),
+        ));
+    }
+    if truncation == Some(0) {
+        return Err(CoreError::config(
+            "truncation",
+            "must be None (full BPTT) or an integer >= 1, got 0",
+        ));
+    }
+    if let Some(m) = mask {
+        if m.len() != p.n_neurons * p.n_neurons {
+            return Err(CoreError::shape(
+                "mask",
+                format!("[{0}, {0}]", p.n_neurons),
+                format!("{} values", m.len()),
+            ));
+        }
+    }
+    if seq.frames == 0 {
+        let mut g = Gradients::zeros(p, seq.batch);
+        g.s0.iter_mut().for_each(|v| *v = T::ZERO);
+        return Ok((0.0, g));
+    }
+    let _flush = FlushDenormals::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return Ok(unsafe { loss_and_grad_avx2(p, model, seq, targets, truncation, mask) });
+        }
+    }
+    Ok(loss_and_grad_body(p, model, seq, targets, truncation, mask))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+) -> ForwardOutput<T> {
+    forward_body(p, model, seq, return_states)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loss_and_grad_avx2<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+) -> (f64, Gradients<T>) {
+    loss_and_grad_body(p, model, seq, targets, truncation, mask)
+}
+
+/// Per-frame constants of the integrator (they change only when the frame duration does).
+struct FrameCoefficients<T> {
+    h: T,
+    dt: T,
+    /// euler: h/τ; exp_euler: e^{−h/τ}; rk4: 1/τ.
+    a: Vec<T>,
+    /// exp_euler: 1 − e^{−h/τ}; otherwise unused.
+    b: Vec<T>,
+}
+
+impl<T: Real> FrameCoefficients<T> {
+    fn new(n: usize) -> Self {
+        FrameCoefficients {
+            h: T::ZERO,
+            dt: -T::ONE,
+            a: vec![T::ZERO; n],
+            b: vec![T::ZERO; n],
+        }
+    }
+
+    #[inline(always)]
+    fn update(&mut self, integrator: Integrator, tau: &[T], dt: T, substeps: usize) {
+        if dt == self.dt {
+            return;
+        }
+        self.dt = dt;
+        self.h = dt / T::from_f64(substeps as f64);
+        let h = self.h;
+        for i in 0..tau.len() {
+            match integrator {
+                Integrator::Euler => self.a[i] = h / tau[i],
+                Integrator::ExpEuler => {
+                    let e = (-(h / tau[i])).exp();
+                    self.a[i] = e;
+                    self.b[i] = T::ONE - e;
+                }
+                Integrator::Rk4 => self.a[i] = T::ONE / tau[i],
+            }
+        }
+    }
+}
+
+/// Scratch space for one batch of states.
+struct Scratch<T> {
+    /// U·x for the current frame, B×N.
+    ux: Vec<T>,
+    /// the current frame's inputs gathered into B×n_in.
+    xk: Vec<T>,
+    rate: Vec<T>,
+    drive: Vec<T>,
+    /// rk4 stage point and slope accumulator.
+    point: Vec<T>,
+    slope_sum: Vec<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new(batch: usize, n: usize, n_in: usize) -> Self {
+        let bn = batch * n;
+        Scratch {
+            ux: vec![T::ZERO; bn],
+            xk: vec![T::ZERO; batch * n_in],
+            rate: vec![T::ZERO; bn],
+            drive: vec![T::ZERO; bn],
+            point: vec![T::ZERO; bn],
+            slope_sum: vec![T::ZERO; bn],
+        }
+    }
+}
+
+/// Gather frame k's inputs and compute U·x_k into `scratch.ux`.
+#[inline(always)]
+fn prepare_frame<T: Real>(p: &ParamsRef<'_, T>, seq: &Sequence<'_, T>, k: usize, s: &mut Scratch<T>) {
+    let (n, n_in, frames) = (p.n_neurons, p.n_inputs, seq.frames);
+    if n_in == 0 {
+        s.ux.iter_mut().for_each(|v| *v = T::ZERO);
+        return;
+    }
+    for b in 0..seq.batch {
+        let src = (b * frames + k) * n_in;
+        s.xk[b * n_in..(b + 1) * n_in].copy_from_slice(&seq.x[src..src + n_in]);
+    }
+    linalg::rows_times_transposed(&mut s.ux, &s.xk, p.u, seq.batch, n, n_in, false);
+}
+
+/// rate = φ(g ⊙ (point + θ)); drive = rate·Wᵀ + U·x.
+#[inline(always)]
+fn evaluate_drive<T: Real>(
+    p: &ParamsRef<'_, T>,
+    activation: Activation,
+    batch: usize,
+    point: &[T],
+    ux: &[T],
+    rate: &mut [T],
+    drive: &mut [T],
+) {
+    let n = p.n_neurons;
+    for b in 0..batch {
+        let row = b * n;
+        for i in 0..n {
+            rate[row + i] = activation.value(p.gain[i] * (point[row + i] + p.theta[i]));
+        }
+    }
+    linalg::rows_times_transposed(drive, rate, p.w, batch, n, n, false);
+    for (d, u) in drive.iter_mut().zip(ux) {
+        *d += *u;
+    }
+}
+
+/// Where a recording substep writes its stage points, rates and drives (each stages×B×N).
+struct StageRecord<'r, T> {
+    points: &'r mut [T],
+    rates: &'r mut [T],
+    drives: &'r mut [T],
+}
+
+/// Advance `state` (B×N) by one substep; with `record`, keep each stage's point, rate and drive.
+#[inline(always)]
+fn substep<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    batch: usize,
+    coef: &FrameCoefficients<T>,
+    state: &mut [T],
+    scratch: &mut Scratch<T>,
+    record: Option<StageRecord<'_, T>>,
+) {
+    let n = p.n_neurons;
+    let bn = batch * n;
+    match model.integrator {
+        Integrator::Euler | Integrator::ExpEuler => {
+            let (rate, drive): (&mut [T], &mut [T]) = match record {
+                Some(rec) => {
+                    rec.points[..bn].copy_from_slice(state);
+                    (&mut rec.rates[..bn], &mut rec.drives[..bn])
+                }
+                None => (&mut scratch.rate[..], &mut scratch.drive[..]),
+            };
+            evaluate_drive(p, model.activation, batch, state, &scratch.ux, rate, drive);
+            if model.integrator == Integrator::Euler {
+                for b in 0..batch {
+                    let row = b * n;
+                    for i in 0..n {
+                        let s = state[row + i];
+                        state[row + i] = s + coef.a[i] * (drive[row + i] - s);
+                    }
+                }
+            } else {
+                for b in 0..batch {
+                    let row = b * n;
+                    for i in 0..n {
+                        state[row + i] = coef.a[i] * state[row + i] + coef.b[i] * drive[row + i];
+                    }
+                }
+            }
+        }
+        Integrator::Rk4 => {
+            let h = coef.h;
+            let half = h * T::from_f64(0.5);
+            let sixth = h / T::from_f64(6.0);
+            let two = T::from_f64(2.0);
+            let mut record = record;
+            // Stage q is evaluated at point_q; slope f_q = (−point_q + drive_q)/τ.
+            scratch.point.copy_from_slice(state);
+            for q in 0..4 {
+                let (rate, drive): (&mut [T], &mut [T]) = match record.as_mut() {
+                    Some(rec) => {
+                        rec.points[q * bn..(q + 1) * bn].copy_from_slice(&scratch.point);
+                        (
+                            &mut rec.rates[q * bn..(q + 1) * bn],
+                            &mut rec.drives[q * bn..(q + 1) * bn],
+                        )
+                    }
+                    None => (&mut scratch.rate[..], &mut scratch.drive[..]),
+                };
+                evaluate_drive(
+                    p,
+                    model.activation,
+                    batch,
+                    &scratch.point,
+                    &scratch.ux,
+                    rate,
+                    drive,
+                );
+                let (step, weight) = match q {
+                    0 => (half, T::ONE),
+                    1 => (half, two),
+                    2 => (h, two),
+                    _ => (T::ZERO, T::ONE),
+                };
+                for b in 0..batch {
+                    let row = b * n;
+                    for i in 0..n {
+                        let f = (drive[row + i] - scratch.point[row + i]) * coef.a[i];
+                        if q == 0 {
+                            scratch.slope_sum[row + i] = f;
+                        } else {
+                            scratch.slope_sum[row + i] += weight * f;
+                        }
+                        if q < 3 {
+                            scratch.point[row + i] = state[row + i] + step * f;
+                        }
+                    }
+                }
+            }
+            for (s, k) in state.iter_mut().zip(&scratch.slope_sum) {
+                *s += sixth * *k;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn write_outputs<T: Real>(p: &ParamsRef<'_, T>, state_row: &[T], out: &mut [T]) {
+    for (o, y) in out.iter_mut().enumerate() {
+        *y = p.c[o] + linalg::dot(&p.v[o * p.n_neurons..(o + 1) * p.n_neurons], state_row);
+    }
+}
+
+#[inline(always)]
+fn forward_body<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+) -> ForwardOutput<T> {
+    let (n, n_out, batch, frames) = (p.n_neurons, p.n_outputs, seq.batch, seq.frames);
+    let mut state = seq.s0.to_vec();
+    let mut y = vec![T::ZERO; batch * frames * n_out];
+    let mut states = if return_states {
+        Some(vec![T::ZERO; batch * frames * n])
+    } else {
+        None
+    };
+    let mut scratch = Scratch::new(batch, n, p.n_inputs);
+    let mut coef = FrameCoefficients::new(n);
+    for k in 0..frames {
+        coef.update(model.integrator, p.tau, seq.dts[k], seq.substeps);
+        prepare_frame(p, seq, k, &mut scratch);
+        for _ in 0..seq.substeps {
+            substep(p, model, batch, &coef, &mut state, &mut scratch, None);
+        }
+        for b in 0..batch {
+            let row = &state[b * n..(b + 1) * n];
+            let at = (b * frames + k) * n_out;
+            write_outputs(p, row, &mut y[at..at + n_out]);
+            if let Some(st) = states.as_mut() {
+                let at = (b * frames + k) * n;
+                st[at..at + n].copy_from_slice(row);
+            }
+        }
+    }
+    ForwardOutput {
+        y,
+        final_state: state,
+        states,
+    }
+}
+
+/// Rows (μ, r) whose outer products make the recurrent-weight gradient, added to it as one
+/// matrix product whenever the buffer fills.
+struct WeightGradientBuffer<T> {
+    mu: Vec<T>,
+    rate: Vec<T>,
+    rows: usize,
+    capacity: usize,
+    n: usize,
+}
+
+impl<T: Real> WeightGradientBuffer<T> {
+    fn new(n: usize, rows_per_frame: usize, frames: usize) -> Self {
+        const TARGET_VALUES: usize = 1 << 21;
+        let wanted = (TARGET_VALUES / n.max(1)).min(rows_per_frame * frames);
+        let frames_per_fill = (wanted / rows_per_frame).max(1);
+        let capacity = frames_per_fill * rows_per_frame;
+        WeightGradientBuffer {
+            mu: vec![T::ZERO; capacity * n],
+            rate: vec![T::ZERO; capacity * n],
+            rows: 0,
+            capacity,
+            n,
+        }
+    }
+
+    /// Make room for `rows` more rows; returns the first row index to write to.
+    fn reserve(&mut self, rows: usize, grad_w: &mut [T]) -> usize {
+        if self.rows + rows > self.capacity {
+            self.flush(grad_w);
+        }
+        let start = self.rows;
+        self.rows += rows;
+        start
+    }
+
+    fn flush(&mut self, grad_w: &mut [T]) {
+        linalg::add_transposed_product(grad_w, &self.mu, &self.rate, self.rows, self.n, self.n);
+        self.rows = 0;
+    }
+}
+
+/// Given μ (cotangent of the drive d = W·φ(z) + U·x at `point`, z = g ⊙ (point + θ)), add
+/// ∂/∂point to `lambda_out` and the gain and bias gradients; the W and U parts are handled by the
+/// caller through the buffered μ rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn drive_vjp<T: Real>(
+    p: &ParamsRef<'_, T>,
+    activation: Activation,
+    batch: usize,
+    point: &[T],
+    rate: &[T],
+    mu: &[T],
+    back: &mut [T],
+    lambda_out: &mut [T],
+    grads: &mut Gradients<T>,
+) {
+    let n = p.n_neurons;
+    linalg::rows_times(back, mu, p.w, batch, n, n);
+    for b in 0..batch {
+        let row = b * n;
+        for j in 0..n {
+            let shifted = point[row + j] + p.theta[j];
+            let z = p.gain[j] * shifted;
+            let t = back[row + j] * activation.slope(z, rate[row + j]);
+            lambda_out[row + j] += t * p.gain[j];
+            grads.gain[j] += t * shifted;
+            grads.theta[j] += t * p.gain[j];
+        }
+    }
+}
+
+#[inline(always)]
+fn loss_and_grad_body<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+) -> (f64, Gradients<T>) {
+    let (n, n_in, n_out) = (p.n_neurons, p.n_inputs, p.n_outputs);
+    let (batch, frames, substeps) = (seq.batch, seq.frames, seq.substeps);
+    let bn = batch * n;
+    let stages = model.integrator.stages();
+
+    // Forward pass, keeping every frame-boundary state.
+    let mut boundary = vec![T::ZERO; (frames + 1) * bn];
+    boundary[..bn].copy_from_slice(seq.s0);
+    let mut y = vec![T::ZERO; batch * frames * n_out];
+    let mut scratch = Scratch::new(batch, n, n_in);
+    let mut coef = FrameCoefficients::new(n);
+    {
+        let mut state = seq.s0.to_vec();
+        for k in 0..frames {
+            coef.update(model.integrator, p.tau, seq.dts[k], substeps);
+            prepare_frame(p, seq, k, &mut scratch);
+            for _ in 0..substeps {
+                substep(p, model, batch, &coef, &mut state, &mut scratch, None);
+            }
+            boundary[(k + 1) * bn..(k + 2) * bn].copy_from_slice(&state);
+            for b in 0..batch {
+                let at = (b * frames + k) * n_out;
+                write_outputs(p, &state[b * n..(b + 1) * n], &mut y[at..at + n_out]);
+            }
+        }
+    }
+
+    let count = (batch * frames * n_out) as f64;
+    let mut loss = 0.0f64;
+    for (yv, tv) in y.iter().zip(targets) {
+        let e = (*yv - *tv).to_f64();
+        loss += e * e;
+    }
+    loss /= count;
+    let out_scale = T::from_f64(2.0 / count);
+
+    let mut grads = Gradients::zeros(p, batch);
+    let rows_per_frame = substeps * stages * batch;
+    let mut wbuf = WeightGradientBuffer::new(n, rows_per_frame, frames);
+    let frame_values = substeps * stages * bn;
+    let mut points = vec![T::ZERO; frame_values];
+    let mut drives = vec![T::ZERO; frame_values];
+    let mut lambda = vec![T::ZERO; bn];
+    let mut lambda_next = vec![T::ZERO; bn];
+    let mut back = vec![T::ZERO; bn];
+    let mut mu_sum = vec![T::ZERO; bn];
+    let mut stage_cot = vec![T::ZERO; 4 * bn];
+    let mut stage_bar = vec![T::ZERO; bn];
+    let mut state = vec![T::ZERO; bn];
+
+    for k in (0..frames).rev() {
+        // Output cotangent at the end of frame k.
+        let end_state = &boundary[(k + 1) * bn..(k + 2) * bn];
+        for b in 0..batch {
+            let row = b * n;
+            let at = (b * frames + k) * n_out;
+            for o in 0..n_out {
+                let dy = out_scale * (y[at + o] - targets[at + o]);
+                if dy == T::ZERO {
+                    continue;
+                }
+                let vrow = &p.v[o * n..(o + 1) * n];
+                let gv = &mut grads.v[o * n..(o + 1) * n];
+                for i in 0..n {
+                    lambda[row + i] += dy * vrow[i];
+                    gv[i] += dy * end_state[row + i];
+                }
+                grads.c[o] += dy;
+            }
+        }
+
+        // Re-integrate frame k, recording every stage.
+        coef.update(model.integrator, p.tau, seq.dts[k], substeps);
+        prepare_frame(p, seq, k, &mut scratch);
+        let first_row = wbuf.reserve(rows_per_frame, &mut grads.w);
+        state.copy_from_slice(&boundary[k * bn..(k + 1) * bn]);
+        for m in 0..substeps {
+            let span = m * stages * bn..(m + 1) * stages * bn;
+            let rate_rows = (first_row + m * stages * batch) * n;
+            let record = StageRecord {
+                points: &mut points[span.clone()],
+                rates: &mut wbuf.rate[rate_rows..rate_rows + stages * bn],
+                drives: &mut drives[span],
+            };
+            substep(p, model, batch, &coef, &mut state, &mut scratch, Some(record));
+        }
+
+        // Adjoint recursion through the substeps, newest first.
+        mu_sum.iter_mut().for_each(|v| *v = T::ZERO);
+        for m in (0..substeps).rev() {
+            let base = m * stages * bn;
+            let row0 = (first_row + m * stages * batch) * n;
+            match model.integrator {
+                Integrator::Euler | Integrator::ExpEuler => {
+                    let point = &points[base..base + bn];
+                    let drive = &drives[base..base + bn];
+                    let mu = &mut wbuf.mu[row0..row0 + bn];
+                    let euler = model.integrator == Integrator::Euler;
+                    for b in 0..batch {
+                        let row = b * n;
+                        for i in 0..n {
+                            let l = lambda[row + i];
+                            let (keep, pass) = if euler {
+                                (T::ONE - coef.a[i], coef.a[i])
+                            } else {
+                                (coef.a[i], coef.b[i])
+                            };
+                            mu[row + i] = l * pass;
+                            lambda_next[row + i] = l * keep;
+                            // ∂s'/∂τ: euler −(a/τ)(d − s); exp_euler e·(a/τ)·(s − d), a = h/τ.
+                            let ratio = coef.h / (p.tau[i] * p.tau[i]);
+                            let dtau = if euler {
+                                -ratio * (drive[row + i] - point[row + i])
+                            } else {
+                                coef.a[i] * ratio * (point[row + i] - drive[row + i])
+                            };
+                            grads.tau[i] += l * dtau;
+                        }
+                    }
+                    let rate = &wbuf.rate[row0..row0 + bn];
+                    let mu = &wbuf.mu[row0..row0 + bn];
+                    drive_vjp(
+                        p,
+                        model.activation,
+                        batch,
+                        point,
+                        rate,
+                        mu,
+                        &mut back,
+                        &mut lambda_next,
+                        &mut grads,
+                    );
+                    for (s, v) in mu_sum.iter_mut().zip(mu) {
+                        *s += *v;
+                    }
+                }
+                Integrator::Rk4 => {
+                    let h = coef.h;
+                    let half = h * T::from_f64(0.5);
+                    let third = h / T::from_f64(3.0);
+                    let sixth = h / T::from_f64(6.0);
+                    lambda_next.copy_from_slice(&lambda);
+                    for (q, w) in [sixth, third, third, sixth].into_iter().enumerate() {
+                        for (c, l) in stage_cot[q * bn..(q + 1) * bn].iter_mut().zip(&lambda) {
+                            *c = *l * w;
+                        }
+                    }
+                    for q in (0..4).rev() {
+                        let point = &points[base + q * bn..base + (q + 1) * bn];
+                        let drive = &drives[base + q * bn..base + (q + 1) * bn];
+                        let mu_rows = row0 + q * bn;
+                        {
+                            let cot = &stage_cot[q * bn..(q + 1) * bn];
+                            let mu = &mut wbuf.mu[mu_rows..mu_rows + bn];
+                            for b in 0..batch {
+                                let row = b * n;
+                                for i in 0..n {
+                                    let inv_tau = coef.a[i];
+                                    let c = cot[row + i];
+                                    mu[row + i] = c * inv_tau;
+                                    stage_bar[row + i] = -(c * inv_tau);
+                                    // f = (d − point)/τ, ∂f/∂τ = −f/τ.
+                                    let f = (drive[row + i] - point[row + i]) * inv_tau;
+                                    grads.tau[i] -= c * f * inv_tau;
+                                }
+                            }
+                        }
+                        let rate = &wbuf.rate[mu_rows..mu_rows + bn];
+                        let mu = &wbuf.mu[mu_rows..mu_rows + bn];
+                        drive_vjp(
+                            p,
+                            model.activation,
+                            batch,
+                            point,
+                            rate,
+                            mu,
+                            &mut back,
+                            &mut stage_bar,
+                            &mut grads,
+                        );
+                        for (s, v) in mu_sum.iter_mut().zip(mu) {
+                            *s += *v;
+                        }
+                        for (l, sb) in lambda_next.iter_mut().zip(&stage_bar) {
+                            *l += *sb;
+                        }
+                        if q > 0 {
+                            // point_q = s + step·f_{q−1}: pass the cotangent on to stage q−1.
+                            let step = if q == 3 { h } else { half };
+                            let (prev, _) = stage_cot.split_at_mut(q * bn);
+                            for (c, sb) in prev[(q - 1) * bn..].iter_mut().zip(&stage_bar) {
+                                *c += step * *sb;
+                            }
+                        }
+                    }
+                }
+            }
+            std::mem::swap(&mut lambda, &mut lambda_next);
+        }
+
+        // Input weights: Σ over the frame's substeps of μ, times the held input x_k.
+        if n_in > 0 {
+            for b in 0..batch {
+                let xk = &scratch.xk[b * n_in..(b + 1) * n_in];
+                for i in 0..n {
+                    let m = mu_sum[b * n + i];
+                    if m == T::ZERO {
+                        continue;
+                    }
+                    let gu = &mut grads.u[i * n_in..(i + 1) * n_in];
+                    for (g, x) in gu.iter_mut().zip(xk) {
+                        *g += m * *x;
+                    }
+                }
+            }
+        }
+
+        if let Some(chunk) = truncation {
+            if k % chunk == 0 && k > 0 {
+                lambda.iter_mut().for_each(|v| *v = T::ZERO);
+            }
+        }
+    }
+    wbuf.flush(&mut grads.w);
+    if let Some(m) = mask {
+        for (g, keep) in grads.w.iter_mut().zip(m) {
+            if *keep == T::ZERO {
+                *g = T::ZERO;
+            }
+        }
+    }
+    grads.s0.copy_from_slice(&lambda);
+    (loss, grads)
+}

@@ -1,0 +1,315 @@
+//! Small dense kernels for the CTRNN time loop.
+//!
+//! Row-major everywhere. For a handful of batch rows the products are written as dot products
+//! and row-axpys that the compiler vectorises (with several accumulators, so no serial
+//! dependency chain); from [`GEMM_MIN_ROWS`] rows on they go to `matrixmultiply`'s blocked GEMM.
+//! Everything is `#[inline(always)]` so that the AVX2 copy of a kernel (see
+//! `ctrnn::dispatch`) compiles these loops with AVX2 too.
+
+use crate::real::Real;
+
+/// From this many batch rows on, products use the blocked GEMM instead of the row kernels.
+pub const GEMM_MIN_ROWS: usize = 8;
+
+const LANES: usize = 8;
+
+/// Σ_k a[k]·b[k] with eight independent accumulators.
+#[inline(always)]
+pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [T::ZERO; LANES];
+    let mut a_chunks = a.chunks_exact(LANES);
+    let mut b_chunks = b.chunks_exact(LANES);
+    for (ca, cb) in (&mut a_chunks).zip(&mut b_chunks) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut tail = T::ZERO;
+    for (x, y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+        tail += *x * *y;
+    }
+    let s0 = (acc[0] + acc[4]) + (acc[1] + acc[5]);
+    let s1 = (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    (s0 + s1) + tail
+}
+
+/// Four dot products of four rows of `w` against the same vector `a`, sharing its loads.
+#[inline(always)]
+fn dot4<T: Real>(w0: &[T], w1: &[T], w2: &[T], w3: &[T], a: &[T]) -> [T; 4] {
+    let mut acc0 = [T::ZERO; LANES];
+    let mut acc1 = [T::ZERO; LANES];
+    let mut acc2 = [T::ZERO; LANES];
+    let mut acc3 = [T::ZERO; LANES];
+    let k = a.len();
+    let full = k - k % LANES;
+    let (a_main, a_tail) = a.split_at(full);
+    let (w0m, w0t) = w0[..k].split_at(full);
+    let (w1m, w1t) = w1[..k].split_at(full);
+    let (w2m, w2t) = w2[..k].split_at(full);
+    let (w3m, w3t) = w3[..k].split_at(full);
+    for c in 0..full / LANES {
+        let o = c * LANES;
+        let av = &a_main[o..o + LANES];
+        let r0 = &w0m[o..o + LANES];
+        let r1 = &w1m[o..o + LANES];
+        let r2 = &w2m[o..o + LANES];
+        let r3 = &w3m[o..o + LANES];
+        for l in 0..LANES {
+            acc0[l] += r0[l] * av[l];
+            acc1[l] += r1[l] * av[l];
+            acc2[l] += r2[l] * av[l];
+            acc3[l] += r3[l] * av[l];
+        }
+    }
+    let reduce = |acc: &[T; LANES], wt: &[T]| {
+        let mut tail = T::ZERO;
+        for (x, y) in wt.iter().zip(a_tail) {
+            tail += *x * *y;
+        }
+        let s0 = (acc[0] + acc[4]) + (acc[1] + acc[5]);
+        let s1 = (acc[2] + acc[6]) + (acc[3] + acc[7]);
+        (s0 + s1) + tail
+    };
+    [
+        reduce(&acc0, w0t),
+        reduce(&acc1, w1t),
+        reduce(&acc2, w2t),
+        reduce(&acc3, w3t),
+    ]
+}
+
+/// y[i] (+)= Σ_k w[i, k]·a[k] for a row-major `w` of shape (y.len() × a.len()).
+#[inline(always)]
+pub fn matvec<T: Real>(y: &mut [T], w: &[T], a: &[T], accumulate: bool) {
+    let k = a.len();
+    let n = y.len();
+    debug_assert_eq!(w.len(), n * k);
+    let blocks = n / 4;
+    for blk in 0..blocks {
+        let i = blk * 4;
+        let r = dot4(
+            &w[i * k..(i + 1) * k],
+            &w[(i + 1) * k..(i + 2) * k],
+            &w[(i + 2) * k..(i + 3) * k],
+            &w[(i + 3) * k..(i + 4) * k],
+            a,
+        );
+        for q in 0..4 {
+            if accumulate {
+                y[i + q] += r[q];
+            } else {
+                y[i + q] = r[q];
+            }
+        }
+    }
+    for i in blocks * 4..n {
+        let r = dot(&w[i * k..(i + 1) * k], a);
+        if accumulate {
+            y[i] += r;
+        } else {
+            y[i] = r;
+        }
+    }
+}
+
+/// y[j] += Σ_i a[i]·w[i, j] (y += wᵀa) for a row-major `w` of shape (a.len() × y.len()).
+#[inline(always)]
+pub fn matvec_transposed_add<T: Real>(y: &mut [T], w: &[T], a: &[T]) {
+    let n = y.len();
+    debug_assert_eq!(w.len(), a.len() * n);
+    for (i, &ai) in a.iter().enumerate() {
+        if ai == T::ZERO {
+            continue;
+        }
+        let row = &w[i * n..(i + 1) * n];
+        for (yj, &wij) in y.iter_mut().zip(row) {
+            *yj += ai * wij;
+        }
+    }
+}
+
+/// out[b, :] (+)= w · a[b, :] for `rows` batch rows: out (rows×n) = a (rows×k) · wᵀ, w is n×k.
+#[inline(always)]
+pub fn rows_times_transposed<T: Real>(
+    out: &mut [T],
+    a: &[T],
+    w: &[T],
+    rows: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    if rows >= GEMM_MIN_ROWS && k > 0 {
+        let beta = if accumulate { T::ONE } else { T::ZERO };
+        // SAFETY: a is rows×k, w is n×k (so wᵀ is k×n with strides (1, k)), out is rows×n; all
+        // three are distinct, correctly sized slices.
+        unsafe {
+            T::gemm(
+                rows,
+                k,
+                n,
+                T::ONE,
+                a.as_ptr(),
+                k as isize,
+                1,
+                w.as_ptr(),
+                1,
+                k as isize,
+                beta,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        return;
+    }
+    for b in 0..rows {
+        matvec(
+            &mut out[b * n..(b + 1) * n],
+            w,
+            &a[b * k..(b + 1) * k],
+            accumulate,
+        );
+    }
+}
+
+/// out[b, :] = a[b, :] · w for `rows` batch rows: out (rows×n) = a (rows×m) · w (m×n).
+#[inline(always)]
+pub fn rows_times<T: Real>(out: &mut [T], a: &[T], w: &[T], rows: usize, m: usize, n: usize) {
+    if rows >= GEMM_MIN_ROWS {
+        // SAFETY: a is rows×m, w is m×n, out is rows×n; distinct, correctly sized slices.
+        unsafe {
+            T::gemm(
+                rows,
+                m,
+                n,
+                T::ONE,
+                a.as_ptr(),
+                m as isize,
+                1,
+                w.as_ptr(),
+                n as isize,
+                1,
+                T::ZERO,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        return;
+    }
+    for b in 0..rows {
+        let y = &mut out[b * n..(b + 1) * n];
+        y.iter_mut().for_each(|v| *v = T::ZERO);
+        matvec_transposed_add(y, w, &a[b * m..(b + 1) * m]);
+    }
+}
+
+/// acc (m×n) += aᵀ · b where a is rows×m and b is rows×n: a sum of `rows` outer products done as
+/// one matrix product.
+#[inline(always)]
+pub fn add_transposed_product<T: Real>(
+    acc: &mut [T],
+    a: &[T],
+    b: &[T],
+    rows: usize,
+    m: usize,
+    n: usize,
+) {
+    if rows == 0 {
+        return;
+    }
+    debug_assert!(a.len() >= rows * m && b.len() >= rows * n && acc.len() == m * n);
+    // SAFETY: aᵀ is m×rows with strides (1, m); b is rows×n; acc is m×n; distinct slices.
+    unsafe {
+        T::gemm(
+            m,
+            rows,
+            n,
+            T::ONE,
+            a.as_ptr(),
+            1,
+            m as isize,
+            b.as_ptr(),
+            n as isize,
+            1,
+            T::ONE,
+            acc.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_matvec(w: &[f64], a: &[f64], n: usize) -> Vec<f64> {
+        let k = a.len();
+        (0..n)
+            .map(|i| (0..k).map(|j| w[i * k + j] * a[j]).sum())
+            .collect()
+    }
+
+    fn sequence(len: usize, scale: f64) -> Vec<f64> {
+        (0..len).map(|i| ((i * 37 % 101) as f64 - 50.0) * scale).collect()
+    }
+
+    #[test]
+    fn matvec_matches_naive_for_ragged_sizes() {
+        for &(n, k) in &[(1, 1), (3, 5), (4, 8), (7, 19), (13, 64), (65, 33)] {
+            let w = sequence(n * k, 0.01);
+            let a = sequence(k, 0.03);
+            let mut y = vec![0.0; n];
+            matvec(&mut y, &w, &a, false);
+            let expected = naive_matvec(&w, &a, n);
+            for (got, want) in y.iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-12, "{n}x{k}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn batched_products_agree_between_row_kernels_and_gemm() {
+        let (n, k) = (11, 9);
+        let w = sequence(n * k, 0.02);
+        for rows in [1usize, 3, GEMM_MIN_ROWS, 17] {
+            let a = sequence(rows * k, 0.05);
+            let mut out = vec![0.0; rows * n];
+            rows_times_transposed(&mut out, &a, &w, rows, n, k, false);
+            for b in 0..rows {
+                let expected = naive_matvec(&w, &a[b * k..(b + 1) * k], n);
+                for i in 0..n {
+                    assert!((out[b * n + i] - expected[i]).abs() < 1e-12);
+                }
+            }
+            // out2 = a2 · w with a2 rows×n (so w is n×k): compare against explicit sums.
+            let a2 = sequence(rows * n, 0.07);
+            let mut out2 = vec![0.0; rows * k];
+            rows_times(&mut out2, &a2, &w, rows, n, k);
+            for b in 0..rows {
+                for j in 0..k {
+                    let want: f64 = (0..n).map(|i| a2[b * n + i] * w[i * k + j]).sum();
+                    assert!((out2[b * k + j] - want).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_product_sums_outer_products() {
+        let (rows, m, n) = (5, 3, 4);
+        let a = sequence(rows * m, 0.1);
+        let b = sequence(rows * n, 0.2);
+        let mut acc = vec![1.0; m * n];
+        add_transposed_product(&mut acc, &a, &b, rows, m, n);
+        for i in 0..m {
+            for j in 0..n {
+                let want = 1.0 + (0..rows).map(|r| a[r * m + i] * b[r * n + j]).sum::<f64>();
+                assert!((acc[i * n + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+}
