@@ -26,8 +26,11 @@ def _load(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"rnnlab.ctrnn.{name}")
     except ImportError:
-        spec = importlib.util.spec_from_file_location(f"_rnnlab_ref_{name}", _CTRNN_DIR / f"{name}.py")
-        assert spec is not None and spec.loader is not None
+        spec = importlib.util.spec_from_file_location(
+            f"_rnnlab_ref_{name}", _CTRNN_DIR / f"{name}.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
@@ -81,7 +84,8 @@ def test_forward_numpy_matches_torch(integrator: str, activation: str) -> None:
     y, states = ref.forward(
         pb["params"], pb["x"], pb["dts"], 3, pb["s0"], activation=activation, integrator=integrator
     )
-    assert y.shape == (3, 7, 3) and states.shape == (3, 7, 6)
+    assert y.shape == (3, 7, 3)
+    assert states.shape == (3, 7, 6)
     model = tref.TorchCTRNN.from_params(
         pb["params"], activation=activation, integrator=integrator, dtype=torch.float64
     )
@@ -99,8 +103,10 @@ def test_forward_unbatched_and_float32_inputs() -> None:
     pb = make_problem(1, b=1)
     p32 = {k: v.astype(np.float32) for k, v in pb["params"].items()}
     y, st = ref.forward(p32, pb["x"][0].astype(np.float32), pb["dts"], 2, pb["s0"][0])
-    yb, stb = ref.forward(p32, pb["x"], pb["dts"], 2, pb["s0"])
-    assert y.dtype == np.float64 and y.shape == (7, 3) and st.shape == (7, 6)
+    yb, _ = ref.forward(p32, pb["x"], pb["dts"], 2, pb["s0"])
+    assert y.dtype == np.float64
+    assert y.shape == (7, 3)
+    assert st.shape == (7, 6)
     np.testing.assert_allclose(y, yb[0], rtol=0, atol=1e-6)
 
 
@@ -215,8 +221,8 @@ def test_truncation_equals_sum_of_independent_chunks() -> None:
         for key in total:
             if key != "s0" or start == 0:
                 total[key] += weight * g[key]
-    for key in total:
-        assert rel_err(g_trunc[key], total[key]) < 1e-6, (key, rel_err(g_trunc[key], total[key]))
+    for key, expected in total.items():
+        assert rel_err(g_trunc[key], expected) < 1e-6, (key, rel_err(g_trunc[key], expected))
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,7 +291,9 @@ def test_closed_form_leaky_integrator() -> None:
             np.testing.assert_allclose(y[0, :, 0], v * s_exact + c, rtol=1e-13, atol=1e-15)
             with torch.no_grad():
                 model = tref.TorchCTRNN.from_params(params, activation=act, integrator="exp_euler")
-                _, stt = model(torch.from_numpy(x), dts, m, torch.tensor([[s0]]))
+                _, stt = model(
+                    torch.from_numpy(x), dts, m, torch.tensor([[s0]], dtype=torch.float64)
+                )
             np.testing.assert_allclose(stt[0, :, 0].numpy(), s_exact, rtol=1e-13, atol=1e-15)
     _, st = ref.forward(params, x, dts, 400, np.array([[s0]]), "identity", "rk4")
     np.testing.assert_allclose(st[0, :, 0], s_exact, rtol=1e-12, atol=1e-13)
@@ -335,7 +343,7 @@ def test_closed_form_linear_recurrent_step_maps(integrator: str) -> None:
     lam = (wg - 1.0) / tau
     s = s0
     expected = []
-    for dt, xval in zip(dts, xs):
+    for dt, xval in zip(dts, xs, strict=True):
         h = dt / substeps
         s_star = (wg * theta + u * xval) / (1.0 - wg)
         if integrator == "euler":
@@ -356,7 +364,12 @@ def test_closed_form_linear_recurrent_step_maps(integrator: str) -> None:
     np.testing.assert_allclose(y[0, :, 0], v * expected + c, rtol=1e-13, atol=1e-14)
     model = tref.TorchCTRNN.from_params(params, activation="identity", integrator=integrator)
     with torch.no_grad():
-        _, stt = model(torch.from_numpy(xs[None, :, None]), dts, substeps, torch.tensor([[s0]]))
+        _, stt = model(
+            torch.from_numpy(xs[None, :, None]),
+            dts,
+            substeps,
+            torch.tensor([[s0]], dtype=torch.float64),
+        )
     np.testing.assert_allclose(stt[0, :, 0].numpy(), expected, rtol=1e-13, atol=1e-14)
 
 

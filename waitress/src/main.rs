@@ -6,7 +6,10 @@ fn main() {
     match arg.as_deref() {
         Some("--version") | Some("-V") => println!("waitress {}", env!("CARGO_PKG_VERSION")),
         _ => {
-            println!("waitress {}: feed server (not implemented yet)", env!("CARGO_PKG_VERSION"));
+            println!(
+                "waitress {}: feed server (not implemented yet)",
+                env!("CARGO_PKG_VERSION")
+            );
             println!("usage: waitress --help | --version");
         }
     }

@@ -31,6 +31,19 @@ INTEGRATORS = ("euler", "exp_euler", "rk4")
 PARAM_KEYS = ("W", "tau", "theta", "gain", "U", "V", "c")
 
 
+def _tensor(
+    a: Any, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """A tensor copy of ``a`` (array, sequence, scalar or tensor) with the given dtype/device.
+
+    NumPy inputs are copied first, so read-only arrays (for instance views handed out by the
+    engine) never reach ``torch.from_numpy``, which warns about them.
+    """
+    if isinstance(a, torch.Tensor):
+        return a.to(dtype=dtype, device=device)
+    return torch.from_numpy(np.array(a, dtype=np.float64)).to(dtype=dtype, device=device)
+
+
 class TorchCTRNN(nn.Module):
     """CTRNN with parameters W, tau, theta, gain, U, V, c held as ``nn.Parameter``.
 
@@ -83,10 +96,10 @@ class TorchCTRNN(nn.Module):
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> TorchCTRNN:
-        """Build from a dict of arrays with keys W, tau, theta, gain, U, V, c (and optional mask)."""
+        """Build from a dict of arrays W, tau, theta, gain, U, V, c (and an optional mask)."""
 
         def t(key: str) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(params[key]), dtype=dtype, device=device).clone()
+            return _tensor(params[key], dtype, device).clone()
 
         mask = t("mask") if params.get("mask") is not None else None
         return cls(
@@ -129,7 +142,7 @@ class TorchCTRNN(nn.Module):
         b, t_len, _ = x.shape
         dtype, device = self.W.dtype, self.W.device
         x = x.to(dtype=dtype, device=device)
-        dts_t = torch.as_tensor(dts, dtype=dtype, device=device).expand(t_len)
+        dts_t = _tensor(dts, dtype, device).expand(t_len)
         if not bool(torch.all(dts_t > 0)):
             raise ValueError("every frame duration in dts must be > 0")
 
@@ -214,8 +227,8 @@ def loss_and_grad(
     model = TorchCTRNN.from_params(
         params, activation=activation, integrator=integrator, dtype=torch.float64
     )
-    x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    target_t = torch.as_tensor(np.asarray(target), dtype=torch.float64)
+    x_t = _tensor(x)
+    target_t = _tensor(target)
     unbatched = x_t.ndim == 2
     if unbatched:
         x_t, target_t = x_t[None], target_t[None]
@@ -223,7 +236,7 @@ def loss_and_grad(
     if s0 is None:
         s0_t = torch.zeros(x_t.shape[0], n, dtype=torch.float64)
     else:
-        s0_t = torch.as_tensor(np.asarray(s0), dtype=torch.float64).reshape(-1, n)
+        s0_t = _tensor(s0).reshape(-1, n)
         s0_t = s0_t.expand(x_t.shape[0], n).clone()
     s0_t.requires_grad_(True)
 
@@ -235,7 +248,7 @@ def loss_and_grad(
     raw = torch.autograd.grad(loss, leaves, allow_unused=True)
 
     grads: dict[str, np.ndarray] = {}
-    for key, leaf, g in zip((*PARAM_KEYS, "s0"), leaves, raw):
+    for key, leaf, g in zip((*PARAM_KEYS, "s0"), leaves, raw, strict=True):
         grads[key] = np.zeros(tuple(leaf.shape)) if g is None else g.detach().cpu().numpy()
     if "mask" in params and params["mask"] is not None:
         grads["W"] = grads["W"] * np.asarray(params["mask"], dtype=np.float64)

@@ -65,7 +65,10 @@ mod tests {
     fn subnormals_flush_inside_the_guard_only() {
         let tiny = std::hint::black_box(f32::MIN_POSITIVE);
         let half = std::hint::black_box(0.5f32);
-        assert!(tiny * half > 0.0, "without the guard the product is subnormal");
+        assert!(
+            tiny * half > 0.0,
+            "without the guard the product is subnormal"
+        );
         {
             let _guard = FlushDenormals::new();
             assert_eq!(std::hint::black_box(tiny) * half, 0.0);

@@ -254,7 +254,9 @@ mod tests {
     }
 
     fn sequence(len: usize, scale: f64) -> Vec<f64> {
-        (0..len).map(|i| ((i * 37 % 101) as f64 - 50.0) * scale).collect()
+        (0..len)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) * scale)
+            .collect()
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub struct Optimizer {
 impl Optimizer {
     pub fn new(rule: Rule, size: usize, lr: f64, clip_norm: Option<f64>) -> CoreResult<Self> {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(CoreError::config("lr", format!("must be finite and > 0, got {lr}")));
+            return Err(CoreError::config(
+                "lr",
+                format!("must be finite and > 0, got {lr}"),
+            ));
         }
         if let Some(c) = clip_norm {
             if !(c.is_finite() && c > 0.0) {
@@ -55,7 +58,7 @@ impl Optimizer {
                         format!("both must be in [0, 1), got ({beta1}, {beta2})"),
                     ));
                 }
-                if !(eps > 0.0) {
+                if eps.is_nan() || eps <= 0.0 {
                     return Err(CoreError::config("eps", format!("must be > 0, got {eps}")));
                 }
             }
@@ -85,7 +88,10 @@ impl Optimizer {
 
     pub fn set_lr(&mut self, lr: f64) -> CoreResult<()> {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(CoreError::config("lr", format!("must be finite and > 0, got {lr}")));
+            return Err(CoreError::config(
+                "lr",
+                format!("must be finite and > 0, got {lr}"),
+            ));
         }
         self.lr = lr;
         Ok(())
@@ -95,10 +101,18 @@ impl Optimizer {
     pub fn step(&mut self, params: &mut [f64], grads: &[f64]) -> CoreResult<f64> {
         let size = self.first.len();
         if params.len() != size {
-            return Err(CoreError::shape("params", format!("{size} values"), params.len().to_string()));
+            return Err(CoreError::shape(
+                "params",
+                format!("{size} values"),
+                params.len().to_string(),
+            ));
         }
         if grads.len() != size {
-            return Err(CoreError::shape("grads", format!("{size} values"), grads.len().to_string()));
+            return Err(CoreError::shape(
+                "grads",
+                format!("{size} values"),
+                grads.len().to_string(),
+            ));
         }
         let norm = grads.iter().map(|g| g * g).sum::<f64>().sqrt();
         if !norm.is_finite() {

@@ -127,17 +127,16 @@ fn check_against_finite_differences(model: Model) {
     ];
     let eps = 1e-6;
     for (name, field, analytic) in fields {
-        for idx in 0..analytic.len() {
+        for (idx, want) in analytic.iter().enumerate() {
             let mut plus = case(7);
             field(&mut plus)[idx] += eps;
             let mut minus = case(7);
             field(&mut minus)[idx] -= eps;
             let numeric = (plus.loss(model) - minus.loss(model)) / (2.0 * eps);
-            let err = (numeric - analytic[idx]).abs();
+            let err = (numeric - want).abs();
             assert!(
                 err <= 1e-7 * (1.0 + numeric.abs()),
-                "{model:?} d/d{name}[{idx}]: adjoint {} vs finite difference {numeric}",
-                analytic[idx]
+                "{model:?} d/d{name}[{idx}]: adjoint {want} vs finite difference {numeric}"
             );
         }
     }
@@ -183,8 +182,15 @@ fn masked_weights_get_zero_gradient() {
         activation: Activation::Logistic,
         integrator: Integrator::Rk4,
     };
-    let (_, g) =
-        loss_and_grad(&c.params(), model, &c.sequence(), &c.target, None, Some(&mask)).unwrap();
+    let (_, g) = loss_and_grad(
+        &c.params(),
+        model,
+        &c.sequence(),
+        &c.target,
+        None,
+        Some(&mask),
+    )
+    .unwrap();
     assert_eq!(g.w[1], 0.0);
     assert_eq!(g.w[7], 0.0);
     assert!(g.w[0] != 0.0);
@@ -293,8 +299,18 @@ fn bad_inputs_name_their_field() {
     bad.dts[0] = 0.0;
     let e = forward(&bad.params(), model, &bad.sequence(), false).unwrap_err();
     assert!(e.to_string().starts_with("dt:"), "{e}");
-    let e = loss_and_grad(&c.params(), model, &c.sequence(), &c.target[1..], None, None)
-        .unwrap_err();
+    let e = loss_and_grad(
+        &c.params(),
+        model,
+        &c.sequence(),
+        &c.target[1..],
+        None,
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().starts_with("target:"), "{e}");
-    assert!(Integrator::parse("heun").unwrap_err().to_string().contains("exp_euler"));
+    assert!(Integrator::parse("heun")
+        .unwrap_err()
+        .to_string()
+        .contains("exp_euler"));
 }

@@ -8,6 +8,9 @@
 //! weight gradient Σ μ rᵀ over all substeps is not accumulated as rank-1 updates: the (μ, r)
 //! rows are buffered and added as one matrix product per buffer fill (usually once per call).
 
+// The kernels index several per-neuron arrays with one index; iterator chains would hide the maths.
+#![allow(clippy::needless_range_loop)]
+
 use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::error::{CoreError, CoreResult};
 use crate::float_env::FlushDenormals;
@@ -90,14 +93,20 @@ pub fn loss_and_grad<T: Real>(
     if targets.len() != expected {
         return Err(CoreError::shape(
             "target",
-            format!("[{}, {}, {}] ({expected} values)", seq.batch, seq.frames, p.n_outputs),
+            format!(
+                "[{}, {}, {}] ({expected} values)",
+                seq.batch, seq.frames, p.n_outputs
+            ),
             format!("{} values", targets.len()),
         ));
     }
     if let Some(pos) = targets.iter().position(|v| !v.is_finite()) {
         return Err(CoreError::config(
             "target",
-            format!("must be finite, found {:?} at flat index {pos}", targets[pos]),
+            format!(
+                "must be finite, found {:?} at flat index {pos}",
+                targets[pos]
+            ),
         ));
     }
     if truncation == Some(0) {
@@ -226,7 +235,12 @@ impl<T: Real> Scratch<T> {
 
 /// Gather frame k's inputs and compute U·x_k into `scratch.ux`.
 #[inline(always)]
-fn prepare_frame<T: Real>(p: &ParamsRef<'_, T>, seq: &Sequence<'_, T>, k: usize, s: &mut Scratch<T>) {
+fn prepare_frame<T: Real>(
+    p: &ParamsRef<'_, T>,
+    seq: &Sequence<'_, T>,
+    k: usize,
+    s: &mut Scratch<T>,
+) {
     let (n, n_in, frames) = (p.n_neurons, p.n_inputs, seq.frames);
     if n_in == 0 {
         s.ux.iter_mut().for_each(|v| *v = T::ZERO);
@@ -578,7 +592,15 @@ fn loss_and_grad_body<T: Real>(
                 rates: &mut wbuf.rate[rate_rows..rate_rows + stages * bn],
                 drives: &mut drives[span],
             };
-            substep(p, model, batch, &coef, &mut state, &mut scratch, Some(record));
+            substep(
+                p,
+                model,
+                batch,
+                &coef,
+                &mut state,
+                &mut scratch,
+                Some(record),
+            );
         }
 
         // Adjoint recursion through the substeps, newest first.

@@ -37,7 +37,10 @@ impl Activation {
             "identity" => Ok(Activation::Identity),
             other => Err(CoreError::config(
                 "activation",
-                format!("unknown activation {other:?}; allowed: {}", Self::NAMES.join(", ")),
+                format!(
+                    "unknown activation {other:?}; allowed: {}",
+                    Self::NAMES.join(", ")
+                ),
             )),
         }
     }
@@ -98,7 +101,10 @@ impl Integrator {
             "rk4" => Ok(Integrator::Rk4),
             other => Err(CoreError::config(
                 "integrator",
-                format!("unknown integrator {other:?}; allowed: {}", Self::NAMES.join(", ")),
+                format!(
+                    "unknown integrator {other:?}; allowed: {}",
+                    Self::NAMES.join(", ")
+                ),
             )),
         }
     }
@@ -150,7 +156,10 @@ fn check_finite<T: Real>(field: &'static str, values: &[T]) -> CoreResult<()> {
     if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
         return Err(CoreError::config(
             field,
-            format!("must be finite, found {:?} at flat index {pos}", values[pos]),
+            format!(
+                "must be finite, found {:?} at flat index {pos}",
+                values[pos]
+            ),
         ));
     }
     Ok(())
@@ -217,9 +226,17 @@ impl<T: Real> Sequence<'_, T> {
             format!("[{b}, {t}, {}]", p.n_inputs),
         )?;
         check_len("dt", self.dts.len(), t, format!("[{t}]"))?;
-        check_len("s0", self.s0.len(), b * p.n_neurons, format!("[{b}, {}]", p.n_neurons))?;
+        check_len(
+            "s0",
+            self.s0.len(),
+            b * p.n_neurons,
+            format!("[{b}, {}]", p.n_neurons),
+        )?;
         if self.substeps == 0 {
-            return Err(CoreError::config("substeps", "must be an integer >= 1, got 0"));
+            return Err(CoreError::config(
+                "substeps",
+                "must be an integer >= 1, got 0",
+            ));
         }
         check_finite("x", self.x)?;
         check_finite("s0", self.s0)?;

@@ -1,0 +1,78 @@
+"""Type stubs for the private Rust extension ``rnnlab._native`` (checked by mypy.stubtest).
+
+Use the public API (:mod:`rnnlab.ctrnn`) instead of calling these directly: it validates and
+reshapes arguments. Arrays share one float dtype (float32 or float64) and are C-contiguous.
+"""
+
+from typing import Any, final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "Optimizer",
+    "__version__",
+    "ctrnn_forward",
+    "ctrnn_loss_and_grad",
+    "panic_for_test",
+]
+
+__version__: str
+
+def ctrnn_forward(
+    w: NDArray[Any],
+    tau: NDArray[Any],
+    theta: NDArray[Any],
+    gain: NDArray[Any],
+    u: NDArray[Any],
+    v: NDArray[Any],
+    c: NDArray[Any],
+    x: NDArray[Any],
+    dts: NDArray[Any],
+    s0: NDArray[Any],
+    substeps: int,
+    activation: str,
+    integrator: str,
+    return_states: bool = False,
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None]: ...
+def ctrnn_loss_and_grad(
+    w: NDArray[Any],
+    tau: NDArray[Any],
+    theta: NDArray[Any],
+    gain: NDArray[Any],
+    u: NDArray[Any],
+    v: NDArray[Any],
+    c: NDArray[Any],
+    x: NDArray[Any],
+    dts: NDArray[Any],
+    s0: NDArray[Any],
+    target: NDArray[Any],
+    substeps: int,
+    activation: str,
+    integrator: str,
+    truncation: int | None = None,
+    mask: NDArray[Any] | None = None,
+) -> tuple[float, dict[str, NDArray[Any]]]: ...
+def panic_for_test() -> None: ...
+
+@final
+class Optimizer:
+    def __new__(
+        cls,
+        rule: str,
+        size: int,
+        lr: float,
+        *,
+        momentum: float = 0.0,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        clip_norm: float | None = None,
+    ) -> Optimizer: ...
+    def step(self, params: NDArray[np.float64], grads: NDArray[np.float64]) -> float: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @lr.setter
+    def lr(self, lr: float) -> None: ...
