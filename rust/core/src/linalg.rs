@@ -113,6 +113,64 @@ pub fn matvec<T: Real>(y: &mut [T], w: &[T], a: &[T], accumulate: bool) {
     }
 }
 
+/// Width of the output block kept in registers by [`combine_rows`] (8 AVX registers of f32).
+const BLOCK: usize = 64;
+
+/// y = Σ_k a[k]·m[k, :] (overwrite) for a row-major `m` of shape (a.len() × y.len()).
+///
+/// This is the broadcast-and-accumulate form of a matrix-vector product: each output block of
+/// [`BLOCK`] values stays in registers while the rows of `m` stream past, so there is no
+/// horizontal reduction and the loop vectorises without reassociating sums. Used with `m = Wᵀ`
+/// for the forward drive and with `m = W` for the backward Wᵀμ.
+#[inline(always)]
+pub fn combine_rows<T: Real>(y: &mut [T], m: &[T], a: &[T]) {
+    let n = y.len();
+    let k = a.len();
+    debug_assert_eq!(m.len(), k * n);
+    let mut start = 0;
+    while start + BLOCK <= n {
+        let mut acc = [T::ZERO; BLOCK];
+        for (r, &ar) in a.iter().enumerate() {
+            let row = &m[r * n + start..r * n + start + BLOCK];
+            for l in 0..BLOCK {
+                acc[l] += ar * row[l];
+            }
+        }
+        y[start..start + BLOCK].copy_from_slice(&acc);
+        start += BLOCK;
+    }
+    const SMALL: usize = 8;
+    while start + SMALL <= n {
+        let mut acc = [T::ZERO; SMALL];
+        for (r, &ar) in a.iter().enumerate() {
+            let row = &m[r * n + start..r * n + start + SMALL];
+            for l in 0..SMALL {
+                acc[l] += ar * row[l];
+            }
+        }
+        y[start..start + SMALL].copy_from_slice(&acc);
+        start += SMALL;
+    }
+    for j in start..n {
+        let mut acc = T::ZERO;
+        for (r, &ar) in a.iter().enumerate() {
+            acc += ar * m[r * n + j];
+        }
+        y[j] = acc;
+    }
+}
+
+/// The transpose of a row-major rows×cols matrix.
+pub fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = m[i * cols + j];
+        }
+    }
+    t
+}
+
 /// y[j] += Σ_i a[i]·w[i, j] (y += wᵀa) for a row-major `w` of shape (a.len() × y.len()).
 #[inline(always)]
 pub fn matvec_transposed_add<T: Real>(y: &mut [T], w: &[T], a: &[T]) {
@@ -129,19 +187,19 @@ pub fn matvec_transposed_add<T: Real>(y: &mut [T], w: &[T], a: &[T]) {
     }
 }
 
-/// out[b, :] (+)= w · a[b, :] for `rows` batch rows: out (rows×n) = a (rows×k) · wᵀ, w is n×k.
+/// out (rows×n) = a (rows×k) · wᵀ for `rows` batch rows, where w is n×k and `wt` (k×n) is its
+/// transpose (used by the row kernel; the GEMM reads `w` directly).
 #[inline(always)]
 pub fn rows_times_transposed<T: Real>(
     out: &mut [T],
     a: &[T],
     w: &[T],
+    wt: &[T],
     rows: usize,
     n: usize,
     k: usize,
-    accumulate: bool,
 ) {
     if rows >= GEMM_MIN_ROWS && k > 0 {
-        let beta = if accumulate { T::ONE } else { T::ZERO };
         // SAFETY: a is rows×k, w is n×k (so wᵀ is k×n with strides (1, k)), out is rows×n; all
         // three are distinct, correctly sized slices.
         unsafe {
@@ -156,7 +214,7 @@ pub fn rows_times_transposed<T: Real>(
                 w.as_ptr(),
                 1,
                 k as isize,
-                beta,
+                T::ZERO,
                 out.as_mut_ptr(),
                 n as isize,
                 1,
@@ -165,12 +223,7 @@ pub fn rows_times_transposed<T: Real>(
         return;
     }
     for b in 0..rows {
-        matvec(
-            &mut out[b * n..(b + 1) * n],
-            w,
-            &a[b * k..(b + 1) * k],
-            accumulate,
-        );
+        combine_rows(&mut out[b * n..(b + 1) * n], wt, &a[b * k..(b + 1) * k]);
     }
 }
 
@@ -200,9 +253,7 @@ pub fn rows_times<T: Real>(out: &mut [T], a: &[T], w: &[T], rows: usize, m: usiz
         return;
     }
     for b in 0..rows {
-        let y = &mut out[b * n..(b + 1) * n];
-        y.iter_mut().for_each(|v| *v = T::ZERO);
-        matvec_transposed_add(y, w, &a[b * m..(b + 1) * m]);
+        combine_rows(&mut out[b * n..(b + 1) * n], w, &a[b * m..(b + 1) * m]);
     }
 }
 
@@ -280,7 +331,8 @@ mod tests {
         for rows in [1usize, 3, GEMM_MIN_ROWS, 17] {
             let a = sequence(rows * k, 0.05);
             let mut out = vec![0.0; rows * n];
-            rows_times_transposed(&mut out, &a, &w, rows, n, k, false);
+            let wt = transpose(&w, n, k);
+            rows_times_transposed(&mut out, &a, &w, &wt, rows, n, k);
             for b in 0..rows {
                 let expected = naive_matvec(&w, &a[b * k..(b + 1) * k], n);
                 for i in 0..n {

@@ -206,8 +206,11 @@ impl<T: Real> FrameCoefficients<T> {
     }
 }
 
-/// Scratch space for one batch of states.
+/// Scratch space for one batch of states, and the transposed weights the row kernels read.
 struct Scratch<T> {
+    /// Wᵀ (N×N) and Uᵀ (n_in×N), made once per call.
+    wt: Vec<T>,
+    ut: Vec<T>,
     /// U·x for the current frame, B×N.
     ux: Vec<T>,
     /// the current frame's inputs gathered into B×n_in.
@@ -220,9 +223,12 @@ struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    fn new(batch: usize, n: usize, n_in: usize) -> Self {
+    fn new(p: &ParamsRef<'_, T>, batch: usize) -> Self {
+        let (n, n_in) = (p.n_neurons, p.n_inputs);
         let bn = batch * n;
         Scratch {
+            wt: linalg::transpose(p.w, n, n),
+            ut: linalg::transpose(p.u, n, n_in),
             ux: vec![T::ZERO; bn],
             xk: vec![T::ZERO; batch * n_in],
             rate: vec![T::ZERO; bn],
@@ -250,10 +256,11 @@ fn prepare_frame<T: Real>(
         let src = (b * frames + k) * n_in;
         s.xk[b * n_in..(b + 1) * n_in].copy_from_slice(&seq.x[src..src + n_in]);
     }
-    linalg::rows_times_transposed(&mut s.ux, &s.xk, p.u, seq.batch, n, n_in, false);
+    linalg::rows_times_transposed(&mut s.ux, &s.xk, p.u, &s.ut, seq.batch, n, n_in);
 }
 
 /// rate = φ(g ⊙ (point + θ)); drive = rate·Wᵀ + U·x.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn evaluate_drive<T: Real>(
     p: &ParamsRef<'_, T>,
@@ -261,17 +268,31 @@ fn evaluate_drive<T: Real>(
     batch: usize,
     point: &[T],
     ux: &[T],
+    wt: &[T],
     rate: &mut [T],
     drive: &mut [T],
 ) {
     let n = p.n_neurons;
-    for b in 0..batch {
-        let row = b * n;
-        for i in 0..n {
-            rate[row + i] = activation.value(p.gain[i] * (point[row + i] + p.theta[i]));
-        }
+    // One loop per activation, so that each is a straight vectorisable loop.
+    macro_rules! rates {
+        ($act:expr) => {
+            for b in 0..batch {
+                let row = b * n;
+                let out = &mut rate[row..row + n];
+                let pt = &point[row..row + n];
+                for i in 0..n {
+                    out[i] = $act.value(p.gain[i] * (pt[i] + p.theta[i]));
+                }
+            }
+        };
     }
-    linalg::rows_times_transposed(drive, rate, p.w, batch, n, n, false);
+    match activation {
+        Activation::Logistic => rates!(Activation::Logistic),
+        Activation::Tanh => rates!(Activation::Tanh),
+        Activation::Relu => rates!(Activation::Relu),
+        Activation::Identity => rates!(Activation::Identity),
+    }
+    linalg::rows_times_transposed(drive, rate, p.w, wt, batch, n, n);
     for (d, u) in drive.iter_mut().zip(ux) {
         *d += *u;
     }
@@ -306,7 +327,16 @@ fn substep<T: Real>(
                 }
                 None => (&mut scratch.rate[..], &mut scratch.drive[..]),
             };
-            evaluate_drive(p, model.activation, batch, state, &scratch.ux, rate, drive);
+            evaluate_drive(
+                p,
+                model.activation,
+                batch,
+                state,
+                &scratch.ux,
+                &scratch.wt,
+                rate,
+                drive,
+            );
             if model.integrator == Integrator::Euler {
                 for b in 0..batch {
                     let row = b * n;
@@ -349,6 +379,7 @@ fn substep<T: Real>(
                     batch,
                     &scratch.point,
                     &scratch.ux,
+                    &scratch.wt,
                     rate,
                     drive,
                 );
@@ -402,7 +433,7 @@ fn forward_body<T: Real>(
     } else {
         None
     };
-    let mut scratch = Scratch::new(batch, n, p.n_inputs);
+    let mut scratch = Scratch::new(p, batch);
     let mut coef = FrameCoefficients::new(n);
     for k in 0..frames {
         coef.update(model.integrator, p.tau, seq.dts[k], seq.substeps);
@@ -517,7 +548,7 @@ fn loss_and_grad_body<T: Real>(
     let mut boundary = vec![T::ZERO; (frames + 1) * bn];
     boundary[..bn].copy_from_slice(seq.s0);
     let mut y = vec![T::ZERO; batch * frames * n_out];
-    let mut scratch = Scratch::new(batch, n, n_in);
+    let mut scratch = Scratch::new(p, batch);
     let mut coef = FrameCoefficients::new(n);
     {
         let mut state = seq.s0.to_vec();

@@ -49,8 +49,8 @@ impl Activation {
     #[inline(always)]
     pub fn value<T: Real>(self, z: T) -> T {
         match self {
-            Activation::Logistic => T::ONE / (T::ONE + (-z).exp()),
-            Activation::Tanh => z.tanh(),
+            Activation::Logistic => z.logistic(),
+            Activation::Tanh => z.tanh_activation(),
             Activation::Relu => {
                 if z > T::ZERO {
                     z
