@@ -1,6 +1,7 @@
 """Continuous-time recurrent neural networks with Rust forward and truncated-BPTT kernels.
 
 - :class:`CTRNN` — the network (run, loss_and_grad, fit, save/load).
+- :class:`OnlineTrainer` — one-step-ahead online training on a stream (truncated BPTT).
 - :mod:`rnnlab.ctrnn.reference` — an independent numpy implementation of the same equations.
 - :mod:`rnnlab.ctrnn.torch_reference` — the same equations in PyTorch (autograd, speed checks).
 """
@@ -17,6 +18,7 @@ from rnnlab.ctrnn.model import (
     READOUTS,
     TRAINABLE_NAMES,
 )
+from rnnlab.ctrnn.online import OnlineTrainer
 
 __all__ = [
     "ACTIVATIONS",
@@ -27,4 +29,5 @@ __all__ = [
     "PARAM_NAMES",
     "READOUTS",
     "TRAINABLE_NAMES",
+    "OnlineTrainer",
 ]

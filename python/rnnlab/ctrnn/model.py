@@ -500,7 +500,9 @@ class CTRNN:
     def _trainable_order(self) -> list[str]:
         return [name for name in TRAINABLE_NAMES if name in self.trainable]
 
-    def _raw_vector(self) -> NDArray[np.float64]:
+    def trainable_vector(self) -> NDArray[np.float64]:
+        """The trained parameters as one flat float64 vector (τ as ρ = softplus⁻¹(τ − τ_min)),
+        in the order W, tau, theta, gain, U, V, c (trained names only)."""
         parts = []
         for name in self._trainable_order():
             value = self.params[name].astype(np.float64)
@@ -509,9 +511,11 @@ class CTRNN:
             parts.append(value.ravel())
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def _raw_gradient(
+    def trainable_gradient(
         self, raw: NDArray[np.float64], grads: Mapping[str, Array]
     ) -> NDArray[np.float64]:
+        """Flatten ``grads`` (from :meth:`loss_and_grad`) like :meth:`trainable_vector`, applying
+        the chain rule for ρ at the vector ``raw``."""
         parts, offset = [], 0
         for name in self._trainable_order():
             g = np.asarray(grads[name], dtype=np.float64).ravel()
@@ -521,7 +525,8 @@ class CTRNN:
             offset += g.size
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def _load_raw(self, raw: NDArray[np.float64]) -> None:
+    def set_trainable_vector(self, raw: NDArray[np.float64]) -> None:
+        """Write a vector laid out like :meth:`trainable_vector` back into :attr:`params`."""
         offset = 0
         for name in self._trainable_order():
             shape = self.params[name].shape
@@ -563,7 +568,7 @@ class CTRNN:
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ConfigError(f"epochs: must be an integer >= 0, got {epochs!r}")
         _choice("optimizer", optimizer, OPTIMIZERS)
-        raw = self._raw_vector()
+        raw = self.trainable_vector()
         opt = _native.Optimizer(optimizer, raw.size, lr, momentum=momentum, clip_norm=clip_norm)
         history: dict[str, list[float]] = {"loss": [], "grad_norm": []}
         bar = None
@@ -576,8 +581,8 @@ class CTRNN:
                 loss, grads = self.loss_and_grad(
                     x, target, dt, times=times, substeps=substeps, truncation=truncation, s0=s0
                 )
-                norm = opt.step(raw, self._raw_gradient(raw, grads))
-                self._load_raw(raw)
+                norm = opt.step(raw, self.trainable_gradient(raw, grads))
+                self.set_trainable_vector(raw)
                 history["loss"].append(loss)
                 history["grad_norm"].append(norm)
                 if bar is not None:
@@ -606,34 +611,32 @@ class CTRNN:
             "density": self.density,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the parameters (and running state) to an ``.npz`` file with JSON metadata.
-
-        No pickle: arrays are plain float arrays and the metadata is a JSON string. The write is
-        atomic (temporary file, then rename).
-        """
-        arrays: dict[str, np.ndarray] = {name: self.params[name] for name in PARAM_NAMES}
-        arrays["metadata"] = np.array(json.dumps(self.metadata(), sort_keys=True))
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """What :meth:`save` writes, as a dict of plain arrays (keys start with ``prefix``)."""
+        arrays: dict[str, np.ndarray] = {prefix + name: self.params[name] for name in PARAM_NAMES}
+        arrays[prefix + "metadata"] = np.array(json.dumps(self.metadata(), sort_keys=True))
         if self._state is not None:
-            arrays["state"] = self._state
-        return write_npz_atomic(path, arrays)
+            arrays[prefix + "state"] = self._state
+        return arrays
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> CTRNN:
-        """Read a file written by :meth:`save` (never unpickles anything)."""
-        with np.load(path, allow_pickle=False) as data:
-            if "metadata" not in data:
-                raise ConfigError(f"{path}: not an rnnlab CTRNN file (no metadata entry)")
-            meta = json.loads(str(data["metadata"]))
-            if meta.get("format") != FILE_FORMAT:
-                raise ConfigError(f"{path}: format {meta.get('format')!r} is not {FILE_FORMAT!r}")
-            if meta.get("version") != FILE_VERSION:
-                raise ConfigError(
-                    f"{path}: file version {meta.get('version')!r}; "
-                    f"this rnnlab reads version {FILE_VERSION}"
-                )
-            params = {name: data[name] for name in PARAM_NAMES}
-            state = data.get("state")
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], prefix: str = "", source: str = ""
+    ) -> CTRNN:
+        """Rebuild a network from :meth:`to_arrays` output (or an opened ``.npz``)."""
+        where = source or "arrays"
+        if prefix + "metadata" not in arrays:
+            raise ConfigError(f"{where}: not an rnnlab CTRNN file (no metadata entry)")
+        meta = json.loads(str(arrays[prefix + "metadata"]))
+        if meta.get("format") != FILE_FORMAT:
+            raise ConfigError(f"{where}: format {meta.get('format')!r} is not {FILE_FORMAT!r}")
+        if meta.get("version") != FILE_VERSION:
+            raise ConfigError(
+                f"{where}: file version {meta.get('version')!r}; "
+                f"this rnnlab reads version {FILE_VERSION}"
+            )
+        params = {name: np.array(arrays[prefix + name]) for name in PARAM_NAMES}
+        state = np.array(arrays[prefix + "state"]) if prefix + "state" in arrays else None
         net = cls.from_params(
             params,
             activation=meta["activation"],
@@ -642,8 +645,22 @@ class CTRNN:
             trainable=meta["trainable"],
             tau_min=meta["tau_min"],
         )
-        net.params = {name: params[name] for name in PARAM_NAMES}
+        net.params = params
         net.seed = meta.get("seed")
         net.density = float(meta.get("density", net.density))
         net._state = state
         return net
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the parameters (and running state) to an ``.npz`` file with JSON metadata.
+
+        No pickle: arrays are plain float arrays and the metadata is a JSON string. The write is
+        atomic (temporary file, then rename).
+        """
+        return write_npz_atomic(path, self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CTRNN:
+        """Read a file written by :meth:`save` (never unpickles anything)."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls.from_arrays(data, source=str(path))

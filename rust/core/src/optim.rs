@@ -82,6 +82,34 @@ impl Optimizer {
         self.steps
     }
 
+    /// The moment estimates (SGD: velocity and an empty second moment) and the step count, for
+    /// checkpoints.
+    pub fn state(&self) -> (&[f64], &[f64], u64) {
+        (&self.first, &self.second, self.steps)
+    }
+
+    /// Restore what [`Optimizer::state`] returned (sizes must match this optimiser's).
+    pub fn restore(&mut self, first: &[f64], second: &[f64], steps: u64) -> CoreResult<()> {
+        if first.len() != self.first.len() {
+            return Err(CoreError::shape(
+                "first_moment",
+                format!("{} values", self.first.len()),
+                first.len().to_string(),
+            ));
+        }
+        if second.len() != self.second.len() {
+            return Err(CoreError::shape(
+                "second_moment",
+                format!("{} values", self.second.len()),
+                second.len().to_string(),
+            ));
+        }
+        self.first.copy_from_slice(first);
+        self.second.copy_from_slice(second);
+        self.steps = steps;
+        Ok(())
+    }
+
     pub fn lr(&self) -> f64 {
         self.lr
     }
@@ -191,6 +219,26 @@ mod tests {
         for (got, want) in p.iter().zip([-0.01, 0.01, -0.01]) {
             assert!((got - want).abs() < 1e-9, "{got} vs {want}");
         }
+    }
+
+    #[test]
+    fn restoring_the_state_continues_identically() {
+        let rule = Rule::Adam {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+        };
+        let mut a = Optimizer::new(rule, 2, 0.1, None).unwrap();
+        let mut pa = [1.0, 2.0];
+        a.step(&mut pa, &[0.3, -0.2]).unwrap();
+        let (m, v, t) = a.state();
+        let mut b = Optimizer::new(rule, 2, 0.1, None).unwrap();
+        b.restore(m, v, t).unwrap();
+        let mut pb = pa;
+        a.step(&mut pa, &[0.1, 0.4]).unwrap();
+        b.step(&mut pb, &[0.1, 0.4]).unwrap();
+        assert_eq!(pa, pb);
+        assert!(b.restore(&[0.0], &[0.0, 0.0], 1).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `rnnlab._native.Optimizer`: SGD/Adam state over one flat float64 parameter vector.
 
-use numpy::{PyReadonlyArray1, PyReadwriteArray1};
+use numpy::{PyArray1, PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
 use rnnlab_core::optim::{self, Rule};
 use rnnlab_core::CoreError;
@@ -64,6 +64,45 @@ impl Optimizer {
             .map_err(|_| to_python(py, CoreError::config("grads", "must be C-contiguous")))?;
         let inner = &mut self.inner;
         detached(py, move || inner.step(params, grads))
+    }
+
+    /// (first moment, second moment, steps): copies of the optimiser state, for checkpoints.
+    #[allow(clippy::type_complexity)]
+    fn state<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, u64) {
+        let (first, second, steps) = self.inner.state();
+        (
+            PyArray1::from_slice(py, first),
+            PyArray1::from_slice(py, second),
+            steps,
+        )
+    }
+
+    /// Restore a state returned by `state()`.
+    fn restore(
+        &mut self,
+        py: Python<'_>,
+        first: PyReadonlyArray1<'_, f64>,
+        second: PyReadonlyArray1<'_, f64>,
+        steps: u64,
+    ) -> PyResult<()> {
+        let first = first.as_slice().map_err(|_| {
+            to_python(
+                py,
+                CoreError::config("first_moment", "must be C-contiguous"),
+            )
+        })?;
+        let second = second.as_slice().map_err(|_| {
+            to_python(
+                py,
+                CoreError::config("second_moment", "must be C-contiguous"),
+            )
+        })?;
+        self.inner
+            .restore(first, second, steps)
+            .map_err(|e| to_python(py, e))
     }
 
     /// Number of steps taken so far.
