@@ -40,6 +40,8 @@ test-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	# the backward pass again with re-integration forced (no stored forward substeps)
+	RNNLAB_BPTT_MEMORY_MB=0 cargo test -p rnnlab-core --test ctrnn_gradients
 
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check python tests benches

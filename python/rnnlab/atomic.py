@@ -29,6 +29,10 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

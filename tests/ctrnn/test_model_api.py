@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,9 @@ def test_save_and_load_round_trip_bit_exactly(tmp_path: Path) -> None:
     net.run(_inputs(8), dt=0.1)
     path = net.save(tmp_path / "model.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"], "no temporary files left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "permissions of a plain open()"
     same = CTRNN.load(path)
     for name, value in net.params.items():
         assert same.params[name].dtype == value.dtype
@@ -203,3 +207,30 @@ def test_optimizer_rejects_bad_settings_by_name() -> None:
         opt.step(np.zeros(2), np.zeros(3))
     with pytest.raises(rnnlab.ConfigError, match="optimizer"):
         CTRNN(3, 1, 1).fit(np.ones((4, 1)), np.ones((4, 1)), dt=0.1, optimizer="rmsprop")
+
+
+def test_stored_and_reintegrated_backward_passes_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = CTRNN(9, 2, 2, integrator="rk4", readout="linear", seed=6)
+    x, target = _inputs(25), np.random.default_rng(1).normal(size=(25, 2))
+    stored = net.loss_and_grad(x, target, dt=0.1, substeps=3, truncation=7)
+    monkeypatch.setenv("RNNLAB_BPTT_MEMORY_MB", "0")
+    again = net.loss_and_grad(x, target, dt=0.1, substeps=3, truncation=7)
+    assert stored[0] == again[0]
+    for name, grad in stored[1].items():
+        np.testing.assert_allclose(again[1][name], grad, rtol=1e-12, atol=1e-15)
+
+
+def test_thread_count_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = CTRNN(40, 2, 2, readout="linear", seed=2)
+    x = _inputs(200, batch=6)
+    target = np.random.default_rng(2).normal(size=(6, 200, 2))
+    monkeypatch.setenv("RNNLAB_NUM_THREADS", "1")
+    y1 = net.run(x, dt=0.1, s0=np.zeros(40))
+    l1, g1 = net.loss_and_grad(x, target, dt=0.1)
+    monkeypatch.setenv("RNNLAB_NUM_THREADS", "3")
+    y3 = net.run(x, dt=0.1, s0=np.zeros(40))
+    l3, g3 = net.loss_and_grad(x, target, dt=0.1)
+    np.testing.assert_array_equal(y1, y3)
+    assert l1 == pytest.approx(l3, rel=1e-13)
+    for name, grad in g1.items():
+        np.testing.assert_allclose(g3[name], grad, rtol=1e-11, atol=1e-14)

@@ -1,4 +1,4 @@
-//! Small dense kernels for the CTRNN time loop.
+//! Small dense kernels for the CTRNN time loop (generic over the float type and the [`Isa`]).
 //!
 //! Row-major everywhere. For a handful of batch rows the products are written as dot products
 //! and row-axpys that the compiler vectorises (with several accumulators, so no serial
@@ -6,7 +6,7 @@
 //! Everything is `#[inline(always)]` so that the AVX2 copy of a kernel (see
 //! `ctrnn::dispatch`) compiles these loops with AVX2 too.
 
-use crate::real::Real;
+use crate::real::{Isa, Real};
 
 /// From this many batch rows on, products use the blocked GEMM instead of the row kernels.
 pub const GEMM_MIN_ROWS: usize = 8;
@@ -34,85 +34,6 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     (s0 + s1) + tail
 }
 
-/// Four dot products of four rows of `w` against the same vector `a`, sharing its loads.
-#[inline(always)]
-fn dot4<T: Real>(w0: &[T], w1: &[T], w2: &[T], w3: &[T], a: &[T]) -> [T; 4] {
-    let mut acc0 = [T::ZERO; LANES];
-    let mut acc1 = [T::ZERO; LANES];
-    let mut acc2 = [T::ZERO; LANES];
-    let mut acc3 = [T::ZERO; LANES];
-    let k = a.len();
-    let full = k - k % LANES;
-    let (a_main, a_tail) = a.split_at(full);
-    let (w0m, w0t) = w0[..k].split_at(full);
-    let (w1m, w1t) = w1[..k].split_at(full);
-    let (w2m, w2t) = w2[..k].split_at(full);
-    let (w3m, w3t) = w3[..k].split_at(full);
-    for c in 0..full / LANES {
-        let o = c * LANES;
-        let av = &a_main[o..o + LANES];
-        let r0 = &w0m[o..o + LANES];
-        let r1 = &w1m[o..o + LANES];
-        let r2 = &w2m[o..o + LANES];
-        let r3 = &w3m[o..o + LANES];
-        for l in 0..LANES {
-            acc0[l] += r0[l] * av[l];
-            acc1[l] += r1[l] * av[l];
-            acc2[l] += r2[l] * av[l];
-            acc3[l] += r3[l] * av[l];
-        }
-    }
-    let reduce = |acc: &[T; LANES], wt: &[T]| {
-        let mut tail = T::ZERO;
-        for (x, y) in wt.iter().zip(a_tail) {
-            tail += *x * *y;
-        }
-        let s0 = (acc[0] + acc[4]) + (acc[1] + acc[5]);
-        let s1 = (acc[2] + acc[6]) + (acc[3] + acc[7]);
-        (s0 + s1) + tail
-    };
-    [
-        reduce(&acc0, w0t),
-        reduce(&acc1, w1t),
-        reduce(&acc2, w2t),
-        reduce(&acc3, w3t),
-    ]
-}
-
-/// y[i] (+)= Σ_k w[i, k]·a[k] for a row-major `w` of shape (y.len() × a.len()).
-#[inline(always)]
-pub fn matvec<T: Real>(y: &mut [T], w: &[T], a: &[T], accumulate: bool) {
-    let k = a.len();
-    let n = y.len();
-    debug_assert_eq!(w.len(), n * k);
-    let blocks = n / 4;
-    for blk in 0..blocks {
-        let i = blk * 4;
-        let r = dot4(
-            &w[i * k..(i + 1) * k],
-            &w[(i + 1) * k..(i + 2) * k],
-            &w[(i + 2) * k..(i + 3) * k],
-            &w[(i + 3) * k..(i + 4) * k],
-            a,
-        );
-        for q in 0..4 {
-            if accumulate {
-                y[i + q] += r[q];
-            } else {
-                y[i + q] = r[q];
-            }
-        }
-    }
-    for i in blocks * 4..n {
-        let r = dot(&w[i * k..(i + 1) * k], a);
-        if accumulate {
-            y[i] += r;
-        } else {
-            y[i] = r;
-        }
-    }
-}
-
 /// Width of the output block kept in registers by [`combine_rows`] (8 AVX registers of f32).
 const BLOCK: usize = 64;
 
@@ -123,7 +44,7 @@ const BLOCK: usize = 64;
 /// horizontal reduction and the loop vectorises without reassociating sums. Used with `m = Wᵀ`
 /// for the forward drive and with `m = W` for the backward Wᵀμ.
 #[inline(always)]
-pub fn combine_rows<T: Real>(y: &mut [T], m: &[T], a: &[T]) {
+pub fn combine_rows<T: Real, I: Isa>(y: &mut [T], m: &[T], a: &[T]) {
     let n = y.len();
     let k = a.len();
     debug_assert_eq!(m.len(), k * n);
@@ -133,7 +54,7 @@ pub fn combine_rows<T: Real>(y: &mut [T], m: &[T], a: &[T]) {
         for (r, &ar) in a.iter().enumerate() {
             let row = &m[r * n + start..r * n + start + BLOCK];
             for l in 0..BLOCK {
-                acc[l] += ar * row[l];
+                acc[l] = I::mul_add(ar, row[l], acc[l]);
             }
         }
         y[start..start + BLOCK].copy_from_slice(&acc);
@@ -145,7 +66,7 @@ pub fn combine_rows<T: Real>(y: &mut [T], m: &[T], a: &[T]) {
         for (r, &ar) in a.iter().enumerate() {
             let row = &m[r * n + start..r * n + start + SMALL];
             for l in 0..SMALL {
-                acc[l] += ar * row[l];
+                acc[l] = I::mul_add(ar, row[l], acc[l]);
             }
         }
         y[start..start + SMALL].copy_from_slice(&acc);
@@ -154,7 +75,7 @@ pub fn combine_rows<T: Real>(y: &mut [T], m: &[T], a: &[T]) {
     for j in start..n {
         let mut acc = T::ZERO;
         for (r, &ar) in a.iter().enumerate() {
-            acc += ar * m[r * n + j];
+            acc = I::mul_add(ar, m[r * n + j], acc);
         }
         y[j] = acc;
     }
@@ -171,26 +92,10 @@ pub fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
     t
 }
 
-/// y[j] += Σ_i a[i]·w[i, j] (y += wᵀa) for a row-major `w` of shape (a.len() × y.len()).
-#[inline(always)]
-pub fn matvec_transposed_add<T: Real>(y: &mut [T], w: &[T], a: &[T]) {
-    let n = y.len();
-    debug_assert_eq!(w.len(), a.len() * n);
-    for (i, &ai) in a.iter().enumerate() {
-        if ai == T::ZERO {
-            continue;
-        }
-        let row = &w[i * n..(i + 1) * n];
-        for (yj, &wij) in y.iter_mut().zip(row) {
-            *yj += ai * wij;
-        }
-    }
-}
-
 /// out (rows×n) = a (rows×k) · wᵀ for `rows` batch rows, where w is n×k and `wt` (k×n) is its
 /// transpose (used by the row kernel; the GEMM reads `w` directly).
 #[inline(always)]
-pub fn rows_times_transposed<T: Real>(
+pub fn rows_times_transposed<T: Real, I: Isa>(
     out: &mut [T],
     a: &[T],
     w: &[T],
@@ -223,13 +128,20 @@ pub fn rows_times_transposed<T: Real>(
         return;
     }
     for b in 0..rows {
-        combine_rows(&mut out[b * n..(b + 1) * n], wt, &a[b * k..(b + 1) * k]);
+        combine_rows::<T, I>(&mut out[b * n..(b + 1) * n], wt, &a[b * k..(b + 1) * k]);
     }
 }
 
 /// out[b, :] = a[b, :] · w for `rows` batch rows: out (rows×n) = a (rows×m) · w (m×n).
 #[inline(always)]
-pub fn rows_times<T: Real>(out: &mut [T], a: &[T], w: &[T], rows: usize, m: usize, n: usize) {
+pub fn rows_times<T: Real, I: Isa>(
+    out: &mut [T],
+    a: &[T],
+    w: &[T],
+    rows: usize,
+    m: usize,
+    n: usize,
+) {
     if rows >= GEMM_MIN_ROWS {
         // SAFETY: a is rows×m, w is m×n, out is rows×n; distinct, correctly sized slices.
         unsafe {
@@ -253,7 +165,7 @@ pub fn rows_times<T: Real>(out: &mut [T], a: &[T], w: &[T], rows: usize, m: usiz
         return;
     }
     for b in 0..rows {
-        combine_rows(&mut out[b * n..(b + 1) * n], w, &a[b * m..(b + 1) * m]);
+        combine_rows::<T, I>(&mut out[b * n..(b + 1) * n], w, &a[b * m..(b + 1) * m]);
     }
 }
 
@@ -311,13 +223,28 @@ mod tests {
     }
 
     #[test]
-    fn matvec_matches_naive_for_ragged_sizes() {
-        for &(n, k) in &[(1, 1), (3, 5), (4, 8), (7, 19), (13, 64), (65, 33)] {
+    fn combine_rows_matches_naive_for_ragged_sizes() {
+        use crate::real::{Fused, Plain};
+        for &(n, k) in &[
+            (1, 1),
+            (3, 5),
+            (4, 8),
+            (7, 19),
+            (13, 64),
+            (65, 33),
+            (130, 7),
+        ] {
             let w = sequence(n * k, 0.01);
+            let wt = transpose(&w, n, k);
             let a = sequence(k, 0.03);
             let mut y = vec![0.0; n];
-            matvec(&mut y, &w, &a, false);
+            combine_rows::<f64, Plain>(&mut y, &wt, &a);
+            let mut fused = vec![0.0; n];
+            combine_rows::<f64, Fused>(&mut fused, &wt, &a);
             let expected = naive_matvec(&w, &a, n);
+            for (got, want) in fused.iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-12, "fused {n}x{k}: {got} vs {want}");
+            }
             for (got, want) in y.iter().zip(&expected) {
                 assert!((got - want).abs() < 1e-12, "{n}x{k}: {got} vs {want}");
             }
@@ -332,7 +259,7 @@ mod tests {
             let a = sequence(rows * k, 0.05);
             let mut out = vec![0.0; rows * n];
             let wt = transpose(&w, n, k);
-            rows_times_transposed(&mut out, &a, &w, &wt, rows, n, k);
+            rows_times_transposed::<f64, crate::real::Plain>(&mut out, &a, &w, &wt, rows, n, k);
             for b in 0..rows {
                 let expected = naive_matvec(&w, &a[b * k..(b + 1) * k], n);
                 for i in 0..n {
@@ -342,7 +269,7 @@ mod tests {
             // out2 = a2 · w with a2 rows×n (so w is n×k): compare against explicit sums.
             let a2 = sequence(rows * n, 0.07);
             let mut out2 = vec![0.0; rows * k];
-            rows_times(&mut out2, &a2, &w, rows, n, k);
+            rows_times::<f64, crate::real::Plain>(&mut out2, &a2, &w, rows, n, k);
             for b in 0..rows {
                 for j in 0..k {
                     let want: f64 = (0..n).map(|i| a2[b * n + i] * w[i * k + j]).sum();

@@ -26,6 +26,9 @@ pub trait Real:
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
+    /// self·a + b with one rounding (compiles to an FMA instruction only where FMA is enabled:
+    /// use it through [`Isa`], never in baseline code).
+    fn mul_add(self, a: Self, b: Self) -> Self;
     fn ln_1p(self) -> Self;
     fn tanh(self) -> Self;
     fn sqrt(self) -> Self;
@@ -61,6 +64,37 @@ pub trait Real:
     );
 }
 
+/// The instruction set a kernel copy is compiled for, as a type parameter: the time loops are
+/// monomorphised once with [`Fused`] (inside `#[target_feature(enable = "avx2,fma")]`
+/// functions, so `mul_add` becomes one `vfmadd`) and once with [`Plain`] (baseline x86-64 or any
+/// other target, where `mul_add` would be a slow library call).
+pub trait Isa: Copy + Send + Sync + 'static {
+    /// a·b + c.
+    fn mul_add<T: Real>(a: T, b: T, c: T) -> T;
+}
+
+/// Separate multiply and add (any CPU).
+#[derive(Clone, Copy, Debug)]
+pub struct Plain;
+
+/// Fused multiply-add (only inside code compiled with the `fma` target feature).
+#[derive(Clone, Copy, Debug)]
+pub struct Fused;
+
+impl Isa for Plain {
+    #[inline(always)]
+    fn mul_add<T: Real>(a: T, b: T, c: T) -> T {
+        a * b + c
+    }
+}
+
+impl Isa for Fused {
+    #[inline(always)]
+    fn mul_add<T: Real>(a: T, b: T, c: T) -> T {
+        a.mul_add(b, c)
+    }
+}
+
 macro_rules! impl_real {
     ($t:ty, $gemm:path, $logistic:expr, $tanh:expr) => {
         impl Real for $t {
@@ -77,6 +111,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn exp(self) -> Self {
                 <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             #[inline(always)]
             fn ln_1p(self) -> Self {

@@ -314,3 +314,67 @@ fn bad_inputs_name_their_field() {
         .to_string()
         .contains("exp_euler"));
 }
+
+#[test]
+fn splitting_the_batch_over_threads_gives_the_same_result() {
+    use rnnlab_core::ctrnn::{forward_with_threads, loss_and_grad_with_threads};
+    let (n, n_in, n_out, batch, frames) = (32, 3, 2, 8, 300);
+    let mut r = Lcg(5);
+    let w = r.vec(n * n, 0.3, 0.0);
+    let (tau, theta, gain) = (r.vec(n, 0.3, 1.0), r.vec(n, 0.3, 0.0), r.vec(n, 0.2, 1.0));
+    let (u, v, c) = (
+        r.vec(n * n_in, 1.0, 0.0),
+        r.vec(n_out * n, 1.0, 0.0),
+        r.vec(n_out, 0.1, 0.0),
+    );
+    let x = r.vec(batch * frames * n_in, 1.0, 0.0);
+    let dts = vec![0.1; frames];
+    let s0 = r.vec(batch * n, 0.5, 0.0);
+    let target = r.vec(batch * frames * n_out, 1.0, 0.0);
+    let p = ParamsRef {
+        n_neurons: n,
+        n_inputs: n_in,
+        n_outputs: n_out,
+        w: &w,
+        tau: &tau,
+        theta: &theta,
+        gain: &gain,
+        u: &u,
+        v: &v,
+        c: &c,
+    };
+    let seq = Sequence {
+        batch,
+        frames,
+        x: &x,
+        dts: &dts,
+        substeps: 1,
+        s0: &s0,
+    };
+    let model = Model {
+        activation: Activation::Tanh,
+        integrator: Integrator::Euler,
+    };
+    let one = forward_with_threads(&p, model, &seq, true, 1).unwrap();
+    let three = forward_with_threads(&p, model, &seq, true, 3).unwrap();
+    // Fewer rows per thread may switch from the GEMM to the row kernel: equal to round-off.
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + x.abs()))
+    };
+    assert!(close(&one.y, &three.y), "outputs differ beyond round-off");
+    assert!(close(&one.final_state, &three.final_state));
+    assert!(close(
+        one.states.as_deref().unwrap(),
+        three.states.as_deref().unwrap()
+    ));
+    let (l1, g1) = loss_and_grad_with_threads(&p, model, &seq, &target, Some(50), None, 1).unwrap();
+    let (l3, g3) = loss_and_grad_with_threads(&p, model, &seq, &target, Some(50), None, 3).unwrap();
+    assert!((l1 - l3).abs() <= 1e-12 * l1.abs());
+    assert!(close(&g1.s0, &g3.s0));
+    for (a, b) in g1.w.iter().zip(&g3.w).chain(g1.tau.iter().zip(&g3.tau)) {
+        assert!((a - b).abs() <= 1e-10 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}

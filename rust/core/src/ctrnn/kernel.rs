@@ -15,7 +15,7 @@ use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::error::{CoreError, CoreResult};
 use crate::float_env::FlushDenormals;
 use crate::linalg;
-use crate::real::Real;
+use crate::real::{Fused, Isa, Plain, Real};
 
 /// What [`forward`] returns.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,28 +57,144 @@ impl<T: Real> Gradients<T> {
     }
 }
 
-/// Run a batch of sequences from `seq.s0`.
+/// Threads used when a call does not say: `RNNLAB_NUM_THREADS` if set (≥ 1), else the number
+/// of available cores. Threads are started per call (no pool survives it), so this is safe
+/// after `fork`.
+pub fn default_threads() -> usize {
+    std::env::var("RNNLAB_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&t| t >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Memory the backward pass may use to keep the forward pass's substeps instead of
+/// re-integrating them: `RNNLAB_BPTT_MEMORY_MB` (per thread; default 256 MB; 0 forces
+/// re-integration).
+fn bptt_memory_bytes() -> usize {
+    std::env::var("RNNLAB_BPTT_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|mb| mb.is_finite() && *mb >= 0.0)
+        .map_or(256 << 20, |mb| (mb * 1024.0 * 1024.0) as usize)
+}
+
+/// Below this many multiply-adds per call, splitting the batch across threads costs more than
+/// it saves.
+const MIN_WORK_PER_THREAD: usize = 1 << 20;
+
+/// How many parts to split `batch` rows into.
+fn parts_for(p: &ParamsRef<'_, impl Real>, seq: &Sequence<'_, impl Real>, threads: usize) -> usize {
+    let work = seq.batch * seq.frames * seq.substeps * p.n_neurons * p.n_neurons;
+    threads
+        .min(seq.batch)
+        .min((work / MIN_WORK_PER_THREAD).max(1))
+        .max(1)
+}
+
+/// Batch rows [start, end) of a sequence.
+fn rows_of<'a, T: Real>(
+    p: &ParamsRef<'_, T>,
+    seq: &Sequence<'a, T>,
+    start: usize,
+    end: usize,
+) -> Sequence<'a, T> {
+    let (xt, n) = (seq.frames * p.n_inputs, p.n_neurons);
+    Sequence {
+        batch: end - start,
+        frames: seq.frames,
+        x: &seq.x[start * xt..end * xt],
+        dts: seq.dts,
+        substeps: seq.substeps,
+        s0: &seq.s0[start * n..end * n],
+    }
+}
+
+/// Split `batch` rows into `parts` contiguous ranges of nearly equal size.
+fn ranges(batch: usize, parts: usize) -> Vec<(usize, usize)> {
+    (0..parts)
+        .map(|k| (k * batch / parts, (k + 1) * batch / parts))
+        .collect()
+}
+
+/// Run a batch of sequences from `seq.s0`, splitting batch rows over [`default_threads`].
 pub fn forward<T: Real>(
     p: &ParamsRef<'_, T>,
     model: Model,
     seq: &Sequence<'_, T>,
     return_states: bool,
 ) -> CoreResult<ForwardOutput<T>> {
+    forward_with_threads(p, model, seq, return_states, default_threads())
+}
+
+/// [`forward`] with an explicit thread count. Batch rows are independent, so each thread
+/// integrates a contiguous block of rows; results agree across thread counts to round-off
+/// (blocks of fewer than 8 rows use the row kernel instead of the GEMM).
+pub fn forward_with_threads<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+    threads: usize,
+) -> CoreResult<ForwardOutput<T>> {
     p.validate()?;
     seq.validate(p)?;
+    let parts = parts_for(p, seq, threads);
+    if parts <= 1 {
+        return Ok(forward_on_this_thread(p, model, seq, return_states));
+    }
+    let pieces: Vec<ForwardOutput<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges(seq.batch, parts)
+            .into_iter()
+            .map(|(start, end)| {
+                let part = rows_of(p, seq, start, end);
+                scope.spawn(move || forward_on_this_thread(p, model, &part, return_states))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut out = ForwardOutput {
+        y: Vec::with_capacity(seq.batch * seq.frames * p.n_outputs),
+        final_state: Vec::with_capacity(seq.batch * p.n_neurons),
+        states: if return_states {
+            Some(Vec::new())
+        } else {
+            None
+        },
+    };
+    for piece in pieces {
+        out.y.extend_from_slice(&piece.y);
+        out.final_state.extend_from_slice(&piece.final_state);
+        if let (Some(all), Some(st)) = (out.states.as_mut(), piece.states) {
+            all.extend_from_slice(&st);
+        }
+    }
+    Ok(out)
+}
+
+fn forward_on_this_thread<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+) -> ForwardOutput<T> {
     let _flush = FlushDenormals::new();
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return Ok(unsafe { forward_avx2(p, model, seq, return_states) });
+            return unsafe { forward_avx2(p, model, seq, return_states) };
         }
     }
-    Ok(forward_body(p, model, seq, return_states))
+    forward_body::<T, Plain>(p, model, seq, return_states)
 }
 
 /// Mean squared error over (batch, frames, outputs) of the outputs against `targets`
 /// (B×T×n_out), and its gradient. `truncation = Some(K)` cuts the gradient every K frames.
+/// Batch rows are split over [`default_threads`].
 pub fn loss_and_grad<T: Real>(
     p: &ParamsRef<'_, T>,
     model: Model,
@@ -86,6 +202,20 @@ pub fn loss_and_grad<T: Real>(
     targets: &[T],
     truncation: Option<usize>,
     mask: Option<&[T]>,
+) -> CoreResult<(f64, Gradients<T>)> {
+    loss_and_grad_with_threads(p, model, seq, targets, truncation, mask, default_threads())
+}
+
+/// [`loss_and_grad`] with an explicit thread count: each thread differentiates a block of
+/// batch rows and the gradients are summed (equal to one thread up to round-off).
+pub fn loss_and_grad_with_threads<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+    threads: usize,
 ) -> CoreResult<(f64, Gradients<T>)> {
     p.validate()?;
     seq.validate(p)?;
@@ -125,19 +255,81 @@ pub fn loss_and_grad<T: Real>(
         }
     }
     if seq.frames == 0 {
-        let mut g = Gradients::zeros(p, seq.batch);
-        g.s0.iter_mut().for_each(|v| *v = T::ZERO);
-        return Ok((0.0, g));
+        return Ok((0.0, Gradients::zeros(p, seq.batch)));
     }
+    let count = expected as f64;
+    let parts = parts_for(p, seq, threads);
+    if parts <= 1 {
+        return Ok(loss_and_grad_on_this_thread(
+            p, model, seq, targets, truncation, mask, count,
+        ));
+    }
+    let per_row = seq.frames * p.n_outputs;
+    let pieces: Vec<(f64, Gradients<T>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges(seq.batch, parts)
+            .into_iter()
+            .map(|(start, end)| {
+                let part = rows_of(p, seq, start, end);
+                let part_targets = &targets[start * per_row..end * per_row];
+                scope.spawn(move || {
+                    loss_and_grad_on_this_thread(
+                        p,
+                        model,
+                        &part,
+                        part_targets,
+                        truncation,
+                        mask,
+                        count,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut loss = 0.0;
+    let mut total = Gradients::zeros(p, 0);
+    for (part_loss, g) in pieces {
+        loss += part_loss;
+        for (acc, part) in [
+            (&mut total.w, &g.w),
+            (&mut total.tau, &g.tau),
+            (&mut total.theta, &g.theta),
+            (&mut total.gain, &g.gain),
+            (&mut total.u, &g.u),
+            (&mut total.v, &g.v),
+            (&mut total.c, &g.c),
+        ] {
+            for (a, b) in acc.iter_mut().zip(part) {
+                *a += *b;
+            }
+        }
+        total.s0.extend_from_slice(&g.s0);
+    }
+    Ok((loss, total))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn loss_and_grad_on_this_thread<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+    count: f64,
+) -> (f64, Gradients<T>) {
     let _flush = FlushDenormals::new();
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return Ok(unsafe { loss_and_grad_avx2(p, model, seq, targets, truncation, mask) });
+            return unsafe { loss_and_grad_avx2(p, model, seq, targets, truncation, mask, count) };
         }
     }
-    Ok(loss_and_grad_body(p, model, seq, targets, truncation, mask))
+    loss_and_grad_body::<T, Plain>(p, model, seq, targets, truncation, mask, count)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -148,11 +340,12 @@ unsafe fn forward_avx2<T: Real>(
     seq: &Sequence<'_, T>,
     return_states: bool,
 ) -> ForwardOutput<T> {
-    forward_body(p, model, seq, return_states)
+    forward_body::<T, Fused>(p, model, seq, return_states)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn loss_and_grad_avx2<T: Real>(
     p: &ParamsRef<'_, T>,
     model: Model,
@@ -160,8 +353,9 @@ unsafe fn loss_and_grad_avx2<T: Real>(
     targets: &[T],
     truncation: Option<usize>,
     mask: Option<&[T]>,
+    count: f64,
 ) -> (f64, Gradients<T>) {
-    loss_and_grad_body(p, model, seq, targets, truncation, mask)
+    loss_and_grad_body::<T, Fused>(p, model, seq, targets, truncation, mask, count)
 }
 
 /// Per-frame constants of the integrator (they change only when the frame duration does).
@@ -241,7 +435,7 @@ impl<T: Real> Scratch<T> {
 
 /// Gather frame k's inputs and compute U·x_k into `scratch.ux`.
 #[inline(always)]
-fn prepare_frame<T: Real>(
+fn prepare_frame<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     seq: &Sequence<'_, T>,
     k: usize,
@@ -256,13 +450,13 @@ fn prepare_frame<T: Real>(
         let src = (b * frames + k) * n_in;
         s.xk[b * n_in..(b + 1) * n_in].copy_from_slice(&seq.x[src..src + n_in]);
     }
-    linalg::rows_times_transposed(&mut s.ux, &s.xk, p.u, &s.ut, seq.batch, n, n_in);
+    linalg::rows_times_transposed::<T, I>(&mut s.ux, &s.xk, p.u, &s.ut, seq.batch, n, n_in);
 }
 
 /// rate = φ(g ⊙ (point + θ)); drive = rate·Wᵀ + U·x.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn evaluate_drive<T: Real>(
+fn evaluate_drive<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     activation: Activation,
     batch: usize,
@@ -292,7 +486,7 @@ fn evaluate_drive<T: Real>(
         Activation::Relu => rates!(Activation::Relu),
         Activation::Identity => rates!(Activation::Identity),
     }
-    linalg::rows_times_transposed(drive, rate, p.w, wt, batch, n, n);
+    linalg::rows_times_transposed::<T, I>(drive, rate, p.w, wt, batch, n, n);
     for (d, u) in drive.iter_mut().zip(ux) {
         *d += *u;
     }
@@ -307,7 +501,7 @@ struct StageRecord<'r, T> {
 
 /// Advance `state` (B×N) by one substep; with `record`, keep each stage's point, rate and drive.
 #[inline(always)]
-fn substep<T: Real>(
+fn substep<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     model: Model,
     batch: usize,
@@ -327,7 +521,7 @@ fn substep<T: Real>(
                 }
                 None => (&mut scratch.rate[..], &mut scratch.drive[..]),
             };
-            evaluate_drive(
+            evaluate_drive::<T, I>(
                 p,
                 model.activation,
                 batch,
@@ -373,7 +567,7 @@ fn substep<T: Real>(
                     }
                     None => (&mut scratch.rate[..], &mut scratch.drive[..]),
                 };
-                evaluate_drive(
+                evaluate_drive::<T, I>(
                     p,
                     model.activation,
                     batch,
@@ -419,7 +613,7 @@ fn write_outputs<T: Real>(p: &ParamsRef<'_, T>, state_row: &[T], out: &mut [T]) 
 }
 
 #[inline(always)]
-fn forward_body<T: Real>(
+fn forward_body<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     model: Model,
     seq: &Sequence<'_, T>,
@@ -437,9 +631,9 @@ fn forward_body<T: Real>(
     let mut coef = FrameCoefficients::new(n);
     for k in 0..frames {
         coef.update(model.integrator, p.tau, seq.dts[k], seq.substeps);
-        prepare_frame(p, seq, k, &mut scratch);
+        prepare_frame::<T, I>(p, seq, k, &mut scratch);
         for _ in 0..seq.substeps {
-            substep(p, model, batch, &coef, &mut state, &mut scratch, None);
+            substep::<T, I>(p, model, batch, &coef, &mut state, &mut scratch, None);
         }
         for b in 0..batch {
             let row = &state[b * n..(b + 1) * n];
@@ -483,6 +677,17 @@ impl<T: Real> WeightGradientBuffer<T> {
         }
     }
 
+    /// A buffer that holds all `rows` at once (the forward pass writes the rates in place).
+    fn whole(n: usize, rows: usize) -> Self {
+        WeightGradientBuffer {
+            mu: vec![T::ZERO; rows * n],
+            rate: vec![T::ZERO; rows * n],
+            rows: 0,
+            capacity: rows,
+            n,
+        }
+    }
+
     /// Make room for `rows` more rows; returns the first row index to write to.
     fn reserve(&mut self, rows: usize, grad_w: &mut [T]) -> usize {
         if self.rows + rows > self.capacity {
@@ -504,7 +709,7 @@ impl<T: Real> WeightGradientBuffer<T> {
 /// caller through the buffered μ rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn drive_vjp<T: Real>(
+fn drive_vjp<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     activation: Activation,
     batch: usize,
@@ -516,7 +721,7 @@ fn drive_vjp<T: Real>(
     grads: &mut Gradients<T>,
 ) {
     let n = p.n_neurons;
-    linalg::rows_times(back, mu, p.w, batch, n, n);
+    linalg::rows_times::<T, I>(back, mu, p.w, batch, n, n);
     for b in 0..batch {
         let row = b * n;
         for j in 0..n {
@@ -530,19 +735,38 @@ fn drive_vjp<T: Real>(
     }
 }
 
+/// The loss (normalised by `count`, the element count of the whole batch when this is one block
+/// of it) and its gradient for the rows of `seq`, on the calling thread.
 #[inline(always)]
-fn loss_and_grad_body<T: Real>(
+fn loss_and_grad_body<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     model: Model,
     seq: &Sequence<'_, T>,
     targets: &[T],
     truncation: Option<usize>,
     mask: Option<&[T]>,
+    count: f64,
 ) -> (f64, Gradients<T>) {
     let (n, n_in, n_out) = (p.n_neurons, p.n_inputs, p.n_outputs);
     let (batch, frames, substeps) = (seq.batch, seq.frames, seq.substeps);
     let bn = batch * n;
     let stages = model.integrator.stages();
+
+    let rows_per_frame = substeps * stages * batch;
+    let frame_values = substeps * stages * bn;
+    // Keep every substep of the forward pass (stage points, drives and rates) when that fits the
+    // memory budget; otherwise keep frame boundaries only and re-integrate each frame backwards.
+    let store_all = 3 * frames * frame_values * std::mem::size_of::<T>() <= bptt_memory_bytes();
+    let (mut wbuf, kept_frames) = if store_all {
+        (
+            WeightGradientBuffer::whole(n, frames * rows_per_frame),
+            frames,
+        )
+    } else {
+        (WeightGradientBuffer::new(n, rows_per_frame, frames), 1)
+    };
+    let mut points = vec![T::ZERO; kept_frames * frame_values];
+    let mut drives = vec![T::ZERO; kept_frames * frame_values];
 
     // Forward pass, keeping every frame-boundary state.
     let mut boundary = vec![T::ZERO; (frames + 1) * bn];
@@ -554,9 +778,20 @@ fn loss_and_grad_body<T: Real>(
         let mut state = seq.s0.to_vec();
         for k in 0..frames {
             coef.update(model.integrator, p.tau, seq.dts[k], substeps);
-            prepare_frame(p, seq, k, &mut scratch);
-            for _ in 0..substeps {
-                substep(p, model, batch, &coef, &mut state, &mut scratch, None);
+            prepare_frame::<T, I>(p, seq, k, &mut scratch);
+            for m in 0..substeps {
+                let record = if store_all {
+                    let at = k * frame_values + m * stages * bn;
+                    let rate_at = (k * rows_per_frame + m * stages * batch) * n;
+                    Some(StageRecord {
+                        points: &mut points[at..at + stages * bn],
+                        rates: &mut wbuf.rate[rate_at..rate_at + stages * bn],
+                        drives: &mut drives[at..at + stages * bn],
+                    })
+                } else {
+                    None
+                };
+                substep::<T, I>(p, model, batch, &coef, &mut state, &mut scratch, record);
             }
             boundary[(k + 1) * bn..(k + 2) * bn].copy_from_slice(&state);
             for b in 0..batch {
@@ -566,7 +801,6 @@ fn loss_and_grad_body<T: Real>(
         }
     }
 
-    let count = (batch * frames * n_out) as f64;
     let mut loss = 0.0f64;
     for (yv, tv) in y.iter().zip(targets) {
         let e = (*yv - *tv).to_f64();
@@ -576,11 +810,9 @@ fn loss_and_grad_body<T: Real>(
     let out_scale = T::from_f64(2.0 / count);
 
     let mut grads = Gradients::zeros(p, batch);
-    let rows_per_frame = substeps * stages * batch;
-    let mut wbuf = WeightGradientBuffer::new(n, rows_per_frame, frames);
-    let frame_values = substeps * stages * bn;
-    let mut points = vec![T::ZERO; frame_values];
-    let mut drives = vec![T::ZERO; frame_values];
+    if store_all {
+        wbuf.rows = frames * rows_per_frame;
+    }
     let mut lambda = vec![T::ZERO; bn];
     let mut lambda_next = vec![T::ZERO; bn];
     let mut back = vec![T::ZERO; bn];
@@ -610,34 +842,40 @@ fn loss_and_grad_body<T: Real>(
             }
         }
 
-        // Re-integrate frame k, recording every stage.
+        // The frame's stage points, rates and drives: kept from the forward pass, or
+        // re-integrated from the frame's start state.
         coef.update(model.integrator, p.tau, seq.dts[k], substeps);
-        prepare_frame(p, seq, k, &mut scratch);
-        let first_row = wbuf.reserve(rows_per_frame, &mut grads.w);
-        state.copy_from_slice(&boundary[k * bn..(k + 1) * bn]);
-        for m in 0..substeps {
-            let span = m * stages * bn..(m + 1) * stages * bn;
-            let rate_rows = (first_row + m * stages * batch) * n;
-            let record = StageRecord {
-                points: &mut points[span.clone()],
-                rates: &mut wbuf.rate[rate_rows..rate_rows + stages * bn],
-                drives: &mut drives[span],
-            };
-            substep(
-                p,
-                model,
-                batch,
-                &coef,
-                &mut state,
-                &mut scratch,
-                Some(record),
-            );
-        }
+        prepare_frame::<T, I>(p, seq, k, &mut scratch);
+        let (first_row, frame_base) = if store_all {
+            (k * rows_per_frame, k * frame_values)
+        } else {
+            let first_row = wbuf.reserve(rows_per_frame, &mut grads.w);
+            state.copy_from_slice(&boundary[k * bn..(k + 1) * bn]);
+            for m in 0..substeps {
+                let span = m * stages * bn..(m + 1) * stages * bn;
+                let rate_rows = (first_row + m * stages * batch) * n;
+                let record = StageRecord {
+                    points: &mut points[span.clone()],
+                    rates: &mut wbuf.rate[rate_rows..rate_rows + stages * bn],
+                    drives: &mut drives[span],
+                };
+                substep::<T, I>(
+                    p,
+                    model,
+                    batch,
+                    &coef,
+                    &mut state,
+                    &mut scratch,
+                    Some(record),
+                );
+            }
+            (first_row, 0)
+        };
 
         // Adjoint recursion through the substeps, newest first.
         mu_sum.iter_mut().for_each(|v| *v = T::ZERO);
         for m in (0..substeps).rev() {
-            let base = m * stages * bn;
+            let base = frame_base + m * stages * bn;
             let row0 = (first_row + m * stages * batch) * n;
             match model.integrator {
                 Integrator::Euler | Integrator::ExpEuler => {
@@ -668,7 +906,7 @@ fn loss_and_grad_body<T: Real>(
                     }
                     let rate = &wbuf.rate[row0..row0 + bn];
                     let mu = &wbuf.mu[row0..row0 + bn];
-                    drive_vjp(
+                    drive_vjp::<T, I>(
                         p,
                         model.activation,
                         batch,
@@ -716,7 +954,7 @@ fn loss_and_grad_body<T: Real>(
                         }
                         let rate = &wbuf.rate[mu_rows..mu_rows + bn];
                         let mu = &wbuf.mu[mu_rows..mu_rows + bn];
-                        drive_vjp(
+                        drive_vjp::<T, I>(
                             p,
                             model.activation,
                             batch,

@@ -12,7 +12,10 @@
 
 mod kernel;
 
-pub use kernel::{forward, loss_and_grad, ForwardOutput, Gradients};
+pub use kernel::{
+    default_threads, forward, forward_with_threads, loss_and_grad, loss_and_grad_with_threads,
+    ForwardOutput, Gradients,
+};
 
 use crate::error::{CoreError, CoreResult};
 use crate::real::Real;
