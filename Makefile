@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 DEPS_STAMP := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.native-built
-RUST_SOURCES := $(shell find rust waitress -name '*.rs' -o -name 'Cargo.toml' 2>/dev/null) Cargo.toml pyproject.toml
+RUST_SOURCES := $(shell find rust waitress -name '*.rs' -o -name 'Cargo.toml' -o -name '*.json' 2>/dev/null) Cargo.toml pyproject.toml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test test-rust lint test-python test-slow bench bench-report build venv clean
