@@ -3,6 +3,7 @@
 Subpackages:
 
 - :mod:`rnnlab.ctrnn` — continuous-time RNNs with Rust forward and truncated-BPTT kernels.
+- :mod:`rnnlab.feed` — the client of the waitress feed server, and `serve()` to run one.
 
 Errors raised on purpose derive from :class:`rnnlab.RnnlabError`.
 """
@@ -11,11 +12,28 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rnnlab.errors import ConfigError, InternalError, RnnlabError, ShapeError
+from rnnlab.errors import (
+    ConfigError,
+    FeedError,
+    FeedProtocolError,
+    FeedTimeout,
+    InternalError,
+    RnnlabError,
+    ShapeError,
+)
 
 try:
     __version__ = version("rnnlab")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
-__all__ = ["ConfigError", "InternalError", "RnnlabError", "ShapeError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "FeedError",
+    "FeedProtocolError",
+    "FeedTimeout",
+    "InternalError",
+    "RnnlabError",
+    "ShapeError",
+    "__version__",
+]

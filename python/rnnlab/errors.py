@@ -9,6 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "FeedError",
+    "FeedProtocolError",
+    "FeedTimeout",
     "InternalError",
     "RnnlabError",
     "ShapeError",
@@ -29,3 +32,15 @@ class ShapeError(RnnlabError, ValueError):
 
 class InternalError(RnnlabError, RuntimeError):
     """A bug inside rnnlab (for instance a Rust panic caught at the boundary). Please report it."""
+
+
+class FeedError(RnnlabError, RuntimeError):
+    """A problem with a data feed (the waitress server or a feed connection)."""
+
+
+class FeedTimeout(FeedError, TimeoutError):  # noqa: N818 (the name the issue specifies)
+    """No message arrived within the feed client's timeout."""
+
+
+class FeedProtocolError(FeedError, ValueError):
+    """A message does not follow the feed protocol (wrong version, bad header, short payload)."""
