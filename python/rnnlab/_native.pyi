@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "ctrnn_forward",
     "ctrnn_loss_and_grad",
+    "decode_feed_v1",
     "panic_for_test",
 ]
 
@@ -53,6 +54,12 @@ def ctrnn_loss_and_grad(
     truncation: int | None = None,
     mask: NDArray[Any] | None = None,
 ) -> tuple[float, dict[str, NDArray[Any]]]: ...
+def decode_feed_v1(
+    header: bytes, payload: bytes
+) -> (
+    tuple[int, float, float, list[str], bool, str | None, NDArray[np.float64], NDArray[np.float64]]
+    | None
+): ...
 def panic_for_test() -> None: ...
 
 @final

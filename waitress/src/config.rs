@@ -19,6 +19,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use rnnlab_core::feed_protocol::Dtype;
+
 use crate::waves::{Shape, WaveCfg};
 
 /// Defaults, shared by the loader, `-g` and the README.
@@ -91,35 +93,6 @@ pub enum Format {
     /// The seed's `["waitress", "feed", {"ts": .., "channels": {..}}]`, one frame per message.
     #[serde(rename = "seed-json")]
     SeedJson,
-}
-
-/// Element type of the binary payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    /// IEEE-754 binary32, little-endian.
-    F32,
-    /// IEEE-754 binary64, little-endian.
-    #[default]
-    F64,
-}
-
-impl Dtype {
-    /// Bytes per value.
-    pub fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
-        }
-    }
-
-    /// Name used in the header and the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::F64 => "f64",
-        }
-    }
 }
 
 /// How noise combines with the clean value `v`.

@@ -7,7 +7,7 @@
 
 pub mod cli;
 pub mod config;
-pub mod protocol;
+pub use rnnlab_core::feed_protocol as protocol;
 pub mod rng;
 pub mod shutdown;
 pub mod stream;

@@ -189,7 +189,7 @@ fn push_stream_values_seq_and_clean_sigterm() {
             let k = next_seq + i;
             let frame = m.frame(i as usize).expect("frame");
             assert_eq!(frame[0], (k % 4) as f64, "saw at frame {k}");
-            let spike = if k % 3 == 0 { 11.0 } else { 10.0 };
+            let spike = if k.is_multiple_of(3) { 11.0 } else { 10.0 };
             assert_eq!(frame[1], spike, "spk at frame {k}");
         }
         next_seq += 2;

@@ -6,6 +6,7 @@
 
 pub mod ctrnn;
 pub mod error;
+pub mod feed_protocol;
 pub mod float_env;
 pub mod linalg;
 pub mod optim;

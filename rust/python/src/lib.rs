@@ -6,6 +6,7 @@
 
 mod boundary;
 mod ctrnn;
+mod feed;
 mod optim;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_loss_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(feed::decode_feed_v1, m)?)?;
     m.add_function(wrap_pyfunction!(boundary::panic_for_test, m)?)?;
     m.add_class::<optim::Optimizer>()?;
     Ok(())

@@ -1,4 +1,6 @@
-//! Wire format (see PROTOCOL.md, which is normative; this module implements it).
+//! The waitress feed wire format (see `waitress/PROTOCOL.md`, which is normative; this module
+//! implements it). It lives in the core crate so that the server (`waitress`) and the Python
+//! client (`rnnlab._native.decode_feed_v1`) share one implementation.
 //!
 //! Binary format, protocol version 1: a three-part ZeroMQ message
 //! `[topic, header, payload]`:
@@ -16,7 +18,34 @@ use std::fmt;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::config::Dtype;
+/// Element type of the binary payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// IEEE-754 binary32, little-endian.
+    F32,
+    /// IEEE-754 binary64, little-endian.
+    #[default]
+    F64,
+}
+
+impl Dtype {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+
+    /// Name used in the header and the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+}
 
 /// Protocol version carried in every header (`v`).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -128,7 +157,7 @@ pub fn encode_payload(values: &[f64], dtype: Dtype) -> Vec<u8> {
 /// Values from little-endian payload bytes.
 pub fn decode_payload(bytes: &[u8], dtype: Dtype) -> Result<Vec<f64>, ProtocolError> {
     let size = dtype.size();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(perr(format!(
             "payload length {} is not a multiple of {size} ({})",
             bytes.len(),
@@ -183,15 +212,26 @@ pub fn decode(parts: &[Vec<u8>]) -> Result<Message, ProtocolError> {
             parts.len()
         )));
     }
+    let (header, values) = decode_binary(&parts[1], &parts[2])?;
+    Ok(Message {
+        topic: parts[0].clone(),
+        header,
+        values,
+    })
+}
+
+/// Decodes the header and payload parts of a binary message and checks them against the
+/// protocol (version, payload length, empty end-of-stream message).
+pub fn decode_binary(header: &[u8], payload: &[u8]) -> Result<(Header, Vec<f64>), ProtocolError> {
     let header: Header =
-        serde_json::from_slice(&parts[1]).map_err(|e| perr(format!("header: {e}")))?;
+        serde_json::from_slice(header).map_err(|e| perr(format!("header: {e}")))?;
     if header.v != PROTOCOL_VERSION {
         return Err(perr(format!(
             "unsupported protocol version {} (this decoder speaks {PROTOCOL_VERSION})",
             header.v
         )));
     }
-    let values = decode_payload(&parts[2], header.dtype)?;
+    let values = decode_payload(payload, header.dtype)?;
     let expected = (header.n_frames as u128) * (header.channels.len() as u128);
     if values.len() as u128 != expected {
         return Err(perr(format!(
@@ -204,11 +244,7 @@ pub fn decode(parts: &[Vec<u8>]) -> Result<Message, ProtocolError> {
     if header.eos && header.n_frames != 0 {
         return Err(perr("end-of-stream message with n_frames != 0"));
     }
-    Ok(Message {
-        topic: parts[0].clone(),
-        header,
-        values,
-    })
+    Ok((header, values))
 }
 
 /// `{"ts": .., "channels": {name: value, ...}}` with the channels in configuration order.
