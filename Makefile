@@ -34,7 +34,7 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(RUST_SOURCES)
 build: $(BUILD_STAMP)
 
 demo: build
-	$(BIN)/rnnlab ctrnn demo
+	$(BIN)/rnnlab demo
 
 test-rust:
 	cargo fmt --all --check

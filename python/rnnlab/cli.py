@@ -11,9 +11,38 @@ import rnnlab
 EXAMPLES = """\
 examples:
   rnnlab --version
-  rnnlab ctrnn demo                       # fit the 32-neuron demo, write runs/<timestamp>/
-  rnnlab ctrnn demo --epochs 300 --out /tmp/runs --no-progress
+  rnnlab demo                             # the main job: waitress -> online CTRNN, 60 s
+  rnnlab demo --duration 20 --out /tmp/runs
+  rnnlab ctrnn demo                       # fit the 32-neuron offline demo, write runs/<timestamp>/
+  rnnlab feed watch tcp://127.0.0.1:1201  # rate, drops and values of a running feed
 """
+
+
+def _stream_demo(args: argparse.Namespace) -> int:
+    from rnnlab.stream_demo import StreamDemoConfig, run_stream_demo
+
+    config = StreamDemoConfig(
+        duration=args.duration,
+        rate=args.rate,
+        mode=args.mode,
+        seed=args.seed,
+        waitress_config=args.waitress_config,
+    )
+    folder, metrics = run_stream_demo(config, root=args.out, progress=not args.no_progress)
+    print(
+        f"held-back part ({metrics['held_back_frames']} frames, frozen weights): "
+        f"CTRNN one-step MSE {metrics['held_back_mse']:.4g} vs repeat-last-value baseline "
+        f"{metrics['held_back_baseline_mse']:.4g}"
+    )
+    print(
+        f"{metrics['frames']} frames at {metrics['frames_per_second']:.0f} frames/s, "
+        f"{metrics['updates']} updates, {metrics['dropped']} dropped"
+    )
+    print(f"wrote {folder.path}/: prediction.png loss.png metrics.json model.npz config.json")
+    if not metrics["beats_baseline"]:
+        print("rnnlab: the model did NOT beat the baseline on the held-back part", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _ctrnn_demo(args: argparse.Namespace) -> int:
@@ -38,6 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rnnlab {rnnlab.__version__}")
     systems = parser.add_subparsers(dest="system", metavar="SYSTEM")
+
+    demo_main = systems.add_parser(
+        "demo",
+        help="the main job: stream waitress into an online-trained CTRNN",
+        description=(
+            "Start the waitress feed server on loopback with its shipped config, train a CTRNN "
+            "online (one-step-ahead prediction, truncated BPTT) for a bounded time, evaluate the "
+            "last part with frozen weights against the repeat-last-value baseline, and write "
+            "prediction.png, loss.png, metrics.json, model.npz and config.json into "
+            "runs/demo-<timestamp>/. Exits 1 if the model does not beat the baseline."
+        ),
+        epilog="examples:\n  rnnlab demo\n  rnnlab demo --duration 20 --rate 200 --out /tmp/runs\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo_main.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    demo_main.add_argument("--rate", type=float, default=100.0, help="frames/s (default 100)")
+    demo_main.add_argument(
+        "--mode", choices=("pub", "push"), default="pub", help="waitress socket mode (default pub)"
+    )
+    demo_main.add_argument("--seed", type=int, default=0, help="network seed (default 0)")
+    demo_main.add_argument(
+        "--waitress-config", default=None, help="waitress config (default: the shipped one)"
+    )
+    demo_main.add_argument("--out", default="runs", help="folder for the run folder (default runs)")
+    demo_main.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo_main.set_defaults(handler=_stream_demo)
 
     ctrnn = systems.add_parser(
         "ctrnn",
@@ -66,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(handler=_ctrnn_demo)
+
+    from rnnlab.feed.watch import register as register_feed_commands
+
+    register_feed_commands(systems)
     return parser
 
 
@@ -75,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         # A system without a command, or nothing at all: show the relevant help.
-        if args.system == "ctrnn":
-            parser.parse_args(["ctrnn", "--help"])
+        if args.system in ("ctrnn", "feed"):
+            parser.parse_args([args.system, "--help"])
         parser.print_help()
         return 0
     try:

@@ -240,6 +240,9 @@ class OnlineTrainer:
         self._record_baseline = _Ring(history, 1)
         self._update_losses = _Ring(history, 1)
         self.state = np.zeros(n)
+        #: When False, frames are still predicted and scored but nothing is learned (held-back
+        #: evaluation with frozen weights).
+        self.learning = True
         self.last_time: float | None = None
         self.last_value: np.ndarray | None = None
         self.frames = 0
@@ -307,12 +310,15 @@ class OnlineTrainer:
             target = (value - center) / scale
             baseline = (self._recent_values[0] - center) / scale
             self._score(t, y_p, target, baseline, center, scale)
-            self._window_inputs.push(x_p)
-            self._window_durations.push([d_p])
-            self._window_starts.push(s_p)
-            self._window_targets.push(target)
+            if self.learning:
+                self._window_inputs.push(x_p)
+                self._window_durations.push([d_p])
+                self._window_starts.push(s_p)
+                self._window_targets.push(target)
         self.normalizer.update(value)
         self.last_time, self.last_value = t, value
+        if not self.learning:
+            return True
         self._since_update += 1
         if self._since_update >= cfg.update_every and self._window_inputs.size > 0:
             self._update()
