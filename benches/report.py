@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benches" / "RESULTS.md"
 COMMAND = "make bench-report"
 SCRIPT_COMMAND = ".venv/bin/python benches/report.py"
-TORCH_CANDIDATES = ("torch_eager", "torch_rnn", "torch_autograd")
+TORCH_CANDIDATES = ("torch_eager", "torch_rnn", "torch_autograd", "torch_online")
 CANDIDATE_ORDER = (
     "rnnlab",
     "numpy",
@@ -43,7 +43,8 @@ CANDIDATE_ORDER = (
     "torch_rnn",
 )
 DESCRIPTIONS = {
-    "rnnlab": "`CTRNN.run` / `CTRNN.loss_and_grad` (Rust kernels, float32, one thread)",
+    "rnnlab": "`CTRNN.run` / `CTRNN.loss_and_grad` / `OnlineTrainer.process` (Rust kernels, "
+    "float32; batch rows split over the cores, a single sequence on one thread)",
     "numpy": "the numpy reference `rnnlab.ctrnn.reference.forward` (computes in float64)",
     "numpy_f32": "the same Euler loop written in float32 numpy (denormal cases only)",
     "torch_eager": "`TorchCTRNN` (the same equations in torch, float32) under `no_grad`",
@@ -51,6 +52,9 @@ DESCRIPTIONS = {
     "torch_rnn": '`torch.nn.RNN(16, N, nonlinearity="tanh")` under `no_grad`, or with a '
     "`Linear(N, 4)` head + MSE + `backward()` for the gradient cases: a different, "
     "discrete-time model, timed as context",
+    "torch_online": "the online loop of `OnlineTrainer` written in torch (advance one frame "
+    "under `no_grad`, then forward + MSE + `backward()` + Adam over the 100-frame window); "
+    "the online group's µs / step column is µs per frame",
 }
 BANDWIDTH_BYTES = 256 * 2**20
 NOISY_SHARE = 0.05  # flag the run when other processes took more of the machine than this
@@ -193,17 +197,92 @@ def fmt_ratio(ratio: float) -> str:
 
 
 def load_groups(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{group: {candidate: benchmark}} from pytest-benchmark's JSON."""
+    """{group: {candidate: benchmark}} from pytest-benchmark's JSON (CTRNN-style benchmarks:
+    those whose extra_info names a candidate; the feed benchmarks are tabulated separately)."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for bench in data["benchmarks"]:
+        if "candidate" not in bench["extra_info"] or _is_feed(bench):
+            continue
         candidate = bench["extra_info"]["candidate"]
         groups.setdefault(bench["group"], {})[candidate] = bench
     return groups
 
 
+def _is_feed(bench: dict[str, Any]) -> bool:
+    return str(bench["extra_info"].get("kind", "")).startswith("feed")
+
+
+FEED_DESCRIPTIONS = {
+    "binary_chunked": "protocol v1, 1000 frames per message, f64",
+    "binary_per_frame": "protocol v1, one frame per message",
+    "seed_json": "the prototype's JSON, one frame per message",
+}
+
+
+def feed_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[bool | None, str]]]:
+    """The feed benchmarks' table and latency line, and their targets."""
+    feed = [bench for bench in data["benchmarks"] if _is_feed(bench)]
+    if not feed:
+        return [], [(None, "feed throughput: not measured")]
+    out = [
+        "",
+        "## Feed into a Python consumer",
+        "",
+        "`benches/test_feed_throughput.py`: a real `waitress` (push mode, as fast as possible, "
+        "2 channels, loopback TCP) into `FeedClient`, every frame copied into a numpy array; "
+        "each round includes the server's start and the end of stream. Rates from the median "
+        "round; MB/s counts every message part received.",
+        "",
+        "| format | frames per round | frames/s | channel values/s | MB/s | wire bytes/frame |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    checks: list[tuple[bool | None, str]] = []
+    for bench in feed:
+        info = bench["extra_info"]
+        if info["kind"] != "feed-throughput":
+            continue
+        name = info["candidate"]
+        out.append(
+            f"| `{name}` ({FEED_DESCRIPTIONS.get(name, '')}) | {info['frames']:,} | "
+            f"{info['frames_per_second']:,.0f} | {info['channel_values_per_second']:,.0f} | "
+            f"{info['megabytes_per_second']:.1f} | {info['wire_bytes_per_frame']:.1f} |"
+        )
+        if "target_channel_values_per_second" in info:
+            target = info["target_channel_values_per_second"]
+            value = info["channel_values_per_second"]
+            checks.append(
+                (
+                    value >= target,
+                    f"feed `{name}`: {value / 1e6:.1f} M channel values/s into numpy "
+                    f"(target ≥ {target / 1e6:g} M)",
+                )
+            )
+        if "target_frames_per_second" in info:
+            target = info["target_frames_per_second"]
+            value = info["frames_per_second"]
+            checks.append(
+                (
+                    value >= target,
+                    f"feed `{name}`: {value:,.0f} frames/s (target ≥ {target:,.0f})",
+                )
+            )
+    for bench in feed:
+        info = bench["extra_info"]
+        if info["kind"] == "feed-latency":
+            out += [
+                "",
+                f"Latency at {info['rate']:g} frames/s, one frame per message "
+                f"({info['measured_frames']} frames after {info['warmup_frames']} of warm-up; "
+                "receive time minus the frame's nominal time): "
+                f"p50 {info['p50_ms']:.2f} ms, p90 {info['p90_ms']:.2f} ms, "
+                f"p99 {info['p99_ms']:.2f} ms, max {info['max_ms']:.2f} ms.",
+            ]
+    return out, checks
+
+
 def _group_key(name: str, benches: dict[str, dict[str, Any]]) -> tuple[int, int, int, str]:
     info = next(iter(benches.values()))["extra_info"]
-    kinds = ("forward", "loss_and_grad", "denormals", "denormals-control")
+    kinds = ("forward", "loss_and_grad", "denormals", "denormals-control", "online")
     kind = kinds.index(info["kind"]) if info["kind"] in kinds else len(kinds)
     return (kind, int(info["batch"]), int(info["n"]), name)
 
@@ -290,6 +369,9 @@ def targets(groups: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[bool | N
             10,
             f"loss_and_grad N={n} B=1, rnnlab vs torch autograd",
         )
+    at_least(
+        find("online", 1, 64), "torch_online", 20, "online training N=64, rnnlab vs torch loop"
+    )
     for name, benches in sorted(groups.items(), key=lambda kv: _group_key(*kv)):
         for candidate in TORCH_CANDIDATES:
             if candidate in benches:
@@ -312,7 +394,7 @@ def render(
         stamp = dt.datetime.fromisoformat(data["datetime"]).astimezone(dt.timezone.utc)
     date = stamp.strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        "# CTRNN benchmarks",
+        "# rnnlab benchmarks",
         "",
         f"Command: `{COMMAND}`, i.e. `{SCRIPT_COMMAND}`, which runs "
         "`python -m pytest benches --benchmark-only --benchmark-json=<tmp>` and writes this "
@@ -407,6 +489,9 @@ def render(
                 f"listed above, so it need not come from DRAM.)",
             ]
     checks = targets(groups)
+    feed_lines, feed_checks = feed_section(data)
+    out += feed_lines
+    checks += feed_checks
     out += ["", "## Targets", ""]
     for passed, text in checks:
         label = "PASS" if passed else ("n/a" if passed is None else "FAIL")
