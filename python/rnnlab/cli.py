@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,13 @@ def _ctrnn_demo(args: argparse.Namespace) -> int:
     )
     print(f"wrote {folder.path}/: loss.png fit.png metrics.json config.json model.npz")
     return 0
+
+
+SYSTEM_COMMAND_MODULES = (
+    "rnnlab.feed.watch",  # rnnlab feed ...
+    "rnnlab.gated.cli",  # rnnlab sweep ...
+    "rnnlab.twc.cli",  # rnnlab twc ...
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(handler=_ctrnn_demo)
 
-    from rnnlab.feed.watch import register as register_feed_commands
-
-    register_feed_commands(systems)
+    for module_name in SYSTEM_COMMAND_MODULES:
+        # Each module's register(systems) adds its subcommands; heavy imports (torch, ...)
+        # happen inside the handlers, so `rnnlab --help` stays fast.
+        importlib.import_module(module_name).register(systems)
     return parser
 
 
@@ -134,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         # A system without a command, or nothing at all: show the relevant help.
-        if args.system in ("ctrnn", "feed"):
+        if args.system is not None:
             parser.parse_args([args.system, "--help"])
         parser.print_help()
         return 0

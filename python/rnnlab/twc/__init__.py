@@ -1,0 +1,1 @@
+"""rnnlab.twc (under construction)."""
