@@ -380,12 +380,32 @@ def targets(groups: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[bool | N
 
 
 # ----------------------------------------------------------------------------- report
+ANALYSIS_START = "<!-- analysis -->"
+ANALYSIS_END = "<!-- /analysis -->"
+ANALYSIS_PLACEHOLDER = (
+    "(Analysis: written by hand between these markers; kept when the report is rebuilt.)"
+)
+
+
+def previous_analysis(path: Path) -> str:
+    """The hand-written analysis between the markers of an existing report, if any."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ANALYSIS_PLACEHOLDER
+    start, end = text.find(ANALYSIS_START), text.find(ANALYSIS_END)
+    if start < 0 or end < start:
+        return ANALYSIS_PLACEHOLDER
+    return text[start + len(ANALYSIS_START) : end].strip("\n") or ANALYSIS_PLACEHOLDER
+
+
 def render(
     data: dict[str, Any],
     machine: dict[str, str],
     bandwidth_gbs: float,
     wall_s: float | None,
     other_cpu_s: float | None = None,
+    analysis: str = ANALYSIS_PLACEHOLDER,
 ) -> str:
     groups = load_groups(data)
     ordered = sorted(groups.items(), key=lambda kv: _group_key(*kv))
@@ -441,7 +461,9 @@ def render(
         "",
         *(f"- `{name}`: {text}" for name, text in DESCRIPTIONS.items()),
         "",
-        "<!-- analysis -->",
+        ANALYSIS_START,
+        analysis,
+        ANALYSIS_END,
         "",
         "## Results",
     ]
@@ -528,7 +550,14 @@ def main(argv: list[str] | None = None) -> int:
         args.save_json.write_text(json.dumps(data, indent=1), encoding="utf-8")
     machine["load"] = run["load"]
     bandwidth = run.get("bandwidth_gbs") or measure_bandwidth()
-    text = render(data, machine, bandwidth, run.get("wall_s"), run.get("other_cpu_s"))
+    text = render(
+        data,
+        machine,
+        bandwidth,
+        run.get("wall_s"),
+        run.get("other_cpu_s"),
+        analysis=previous_analysis(args.output),
+    )
 
     from rnnlab.atomic import write_text_atomic
 
