@@ -65,6 +65,7 @@ def make_config(
     feedback_mode: str = "on_reward",
     grow_prob: float = 0.0,
     weight_range: tuple[float, float] = (0.5, 1.5),
+    weight_max: float = 5.0,
     prune_below: float = 0.01,
     auto_prune: bool = True,
     mega_prune_every: int = 0,
@@ -97,6 +98,9 @@ def make_config(
         "grow_prob": _number("grow_prob", grow_prob, 0.0, 1.0),
         "weight_low": low,
         "weight_high": high,
+        "weight_max": math.inf
+        if weight_max == math.inf
+        else _number("weight_max", weight_max, 1e-300),
         "prune_below": _number("prune_below", prune_below),
         "auto_prune": bool(auto_prune),
         "mega_prune_every": _count("mega_prune_every", mega_prune_every),
@@ -138,6 +142,9 @@ class GraphNet:
             or ``"every_step"`` (the wave advances one edge per step, during :meth:`run`).
         grow_prob: Probability per non-input node per step of gaining one random incoming edge.
         weight_range: Initial and grown weights are uniform in ``[low, high)``.
+        weight_max: Feedback never raises a weight above this (``math.inf``: the notes'
+            unbounded rule, under which weights and signals overflow within a few hundred
+            rewards).
         prune_below: :meth:`prune` removes edges with weight below this.
         auto_prune: Prune automatically after feedback pushed a weight below ``prune_below``.
         mega_prune_every: Call :meth:`mega_prune` every this many steps (0: never).
@@ -173,6 +180,7 @@ class GraphNet:
         feedback_mode: str = "on_reward",
         grow_prob: float = 0.0,
         weight_range: tuple[float, float] = (0.5, 1.5),
+        weight_max: float = 5.0,
         prune_below: float = 0.01,
         auto_prune: bool = True,
         mega_prune_every: int = 0,
@@ -194,6 +202,7 @@ class GraphNet:
             feedback_mode=feedback_mode,
             grow_prob=grow_prob,
             weight_range=weight_range,
+            weight_max=weight_max,
             prune_below=prune_below,
             auto_prune=auto_prune,
             mega_prune_every=mega_prune_every,

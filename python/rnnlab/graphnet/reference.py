@@ -182,7 +182,9 @@ class ReferenceGraphNet:
                     if s < 0.0 and self._protected(data):
                         data["streak"] -= 1
                     else:
-                        data["weight"] *= math.tanh(s * lr * a) + 1.0
+                        data["weight"] = min(
+                            data["weight"] * (math.tanh(s * lr * a) + 1.0), c["weight_max"]
+                        )
                         data["streak"] = data["streak"] + 1 if s > 0.0 else 0
                         if data["weight"] < c["prune_below"]:
                             self.maybe_prunable = True

@@ -44,6 +44,7 @@ fn parse_config(py: Python<'_>, dict: &Bound<'_, PyDict>) -> PyResult<Config> {
         grow_prob: item(py, dict, "grow_prob")?,
         weight_low: item(py, dict, "weight_low")?,
         weight_high: item(py, dict, "weight_high")?,
+        weight_max: item(py, dict, "weight_max")?,
         prune_below: item(py, dict, "prune_below")?,
         auto_prune: item(py, dict, "auto_prune")?,
         mega_prune_every: item(py, dict, "mega_prune_every")?,
@@ -68,6 +69,7 @@ fn config_dict<'py>(py: Python<'py>, c: &Config) -> PyResult<Bound<'py, PyDict>>
     d.set_item("grow_prob", c.grow_prob)?;
     d.set_item("weight_low", c.weight_low)?;
     d.set_item("weight_high", c.weight_high)?;
+    d.set_item("weight_max", c.weight_max)?;
     d.set_item("prune_below", c.prune_below)?;
     d.set_item("auto_prune", c.auto_prune)?;
     d.set_item("mega_prune_every", c.mega_prune_every)?;

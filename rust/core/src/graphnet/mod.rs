@@ -91,6 +91,8 @@ pub struct Config {
     /// New (initial and grown) weights are uniform in [weight_low, weight_high).
     pub weight_low: f64,
     pub weight_high: f64,
+    /// Feedback never raises a weight above this (infinity: the notes' unbounded rule).
+    pub weight_max: f64,
     /// Edges with weight < prune_below are removed.
     pub prune_below: f64,
     /// Prune automatically when feedback pushed a weight below `prune_below`.
@@ -121,6 +123,7 @@ impl Config {
             grow_prob: 0.0,
             weight_low: 0.5,
             weight_high: 1.5,
+            weight_max: f64::INFINITY,
             prune_below: 0.01,
             auto_prune: true,
             mega_prune_every: 0,
@@ -178,6 +181,12 @@ impl Config {
             return Err(CoreError::config(
                 "feedback_floor",
                 format!("must be > 0, got {}", self.feedback_floor),
+            ));
+        }
+        if self.weight_max.is_nan() || self.weight_max <= 0.0 {
+            return Err(CoreError::config(
+                "weight_max",
+                format!("must be > 0 (infinity allowed), got {}", self.weight_max),
             ));
         }
         if self.weight_high < self.weight_low {
@@ -818,6 +827,7 @@ impl GraphNet {
         let lr = self.config.lr;
         let protect_after = self.config.protect_after;
         let prune_below = self.config.prune_below;
+        let weight_max = self.config.weight_max;
         for &(v, s) in &frontier {
             for e in self.incoming(v as usize) {
                 let a = self.edges.activation[e];
@@ -826,7 +836,8 @@ impl GraphNet {
                     if s < 0.0 && protected {
                         self.edges.streak[e] -= 1;
                     } else {
-                        self.edges.weight[e] *= (s * lr * a).tanh() + 1.0;
+                        self.edges.weight[e] =
+                            (self.edges.weight[e] * ((s * lr * a).tanh() + 1.0)).min(weight_max);
                         self.edges.streak[e] = if s > 0.0 {
                             self.edges.streak[e].saturating_add(1)
                         } else {
