@@ -106,3 +106,31 @@ def test_cli_animate_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (tmp_path / "a.gif").read_bytes()[:6] == b"GIF89a"
     assert main(["graphnet", "train", "--net", "[1]", "--out", str(tmp_path)]) == 2
     assert "--net" in capsys.readouterr().err
+
+
+def test_stream_task_against_the_real_waitress(tmp_path: Path) -> None:
+    from rnnlab import FeedError
+    from rnnlab.feed.server import find_waitress
+    from rnnlab.graphnet.train import TrainConfig, train
+
+    try:
+        find_waitress()
+    except FeedError:
+        pytest.skip("waitress binary not built")
+    folder, metrics = train(
+        TrainConfig(task="stream", duration=2.0, rate=200.0), root=tmp_path, progress=False
+    )
+    assert metrics["frames"] > 50
+    assert 0.0 <= metrics["sign_agreement"] <= 1.0
+    assert (folder / "reward.png").exists()
+    assert (folder / "model" / "graphnet.npz").exists()
+
+
+def test_cli_cartpole_reports_evaluation_and_random_baseline(tmp_path: Path) -> None:
+    pytest.importorskip("gymnasium")
+    args = ["graphnet", "train", "--task", "cartpole", "--episodes", "3", "--eval-episodes", "3"]
+    assert main([*args, "--out", str(tmp_path), "--no-progress"]) == 0
+    (folder,) = tmp_path.iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("eval_mean_return", "random_mean_return", "eval_learning_on_mean_return"):
+        assert metrics[key] > 0

@@ -34,6 +34,7 @@ def _train(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         eval_episodes=args.eval_episodes,
         bins=args.bins,
+        cartpole_reward=args.reward,
         duration=args.duration,
         rate=args.rate,
         waitress_config=args.waitress_config,
@@ -140,6 +141,12 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
         "--eval-episodes", type=int, default=100, help="CartPole evaluation episodes (100)"
     )
     train.add_argument("--bins", type=int, default=6, help="CartPole bins per variable (6)")
+    train.add_argument(
+        "--reward",
+        choices=("upright", "survival"),
+        default="upright",
+        help="CartPole feedback: dense 'upright' (default) or 'survival' (+ per step)",
+    )
     train.add_argument("--duration", type=float, default=20.0, help="stream seconds (20)")
     train.add_argument("--rate", type=float, default=200.0, help="stream frames/s (200)")
     train.add_argument("--waitress-config", default=None, help="waitress config (shipped one)")

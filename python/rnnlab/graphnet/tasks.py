@@ -34,6 +34,7 @@ __all__ = [
 
 # CartPole-v1 observation scales: cart position, cart velocity, pole angle, angular velocity.
 CARTPOLE_SCALES = (2.4, 2.0, 0.21, 2.0)
+CARTPOLE_REWARDS = ("survival", "upright")
 
 
 @dataclass
@@ -187,11 +188,15 @@ def cartpole_encode(observation: NDArray[np.float64], bins: int) -> NDArray[np.f
 
 
 def cartpole_net(bins: int = 6, *, seed: int = 0, **settings: Any) -> GraphNet:
+    """The CartPole network by default: inputs straight to the two action outputs (no
+    hidden nodes: with hidden nodes and the association task's weights every node fires every
+    step, both actions tie and nothing is learned), light weights and a fast decay."""
     defaults: dict[str, Any] = {
-        "n_hidden": 16,
-        "density": 0.15,
+        "n_hidden": 0,
+        "density": 0.5,
+        "weight_range": (0.2, 0.6),
         "lr": 0.5,
-        "decay": 0.5,
+        "decay": 0.2,
         "grow_prob": 0.001,
     }
     defaults.update(settings)
@@ -208,16 +213,27 @@ def run_cartpole(
     learn: bool = True,
     step_signal: float = 0.05,
     failure_signal: float = -1.0,
+    reward: str = "upright",
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> EpisodeLog:
     """Play CartPole-v1 episodes. Each environment step presents the encoded observation for
     ``steps_per_action`` network steps; the action is the output (0: push left, 1: push
-    right) that fired more often, ties and silence broken at random. With ``learn``, the
+    right) that fired more often, ties and silence broken at random; feedback goes to the
+    chosen output if it fired. With ``learn``, the
     chosen output gets ``step_signal`` after every step the pole survives and
     ``failure_signal`` when the episode terminates (not when it is truncated at 500).
-    ``net=None`` plays the uniformly random policy (the baseline)."""
+    ``net=None`` plays the uniformly random policy (the baseline).
+
+    ``reward="upright"`` replaces the survival signal by a dense one computed from the
+    observation: ``+step_signal·20`` if the step brought ``|angle + 0.5·angular velocity|``
+    closer to zero, minus that otherwise (the failure signal stays)."""
     import gymnasium as gym
+
+    if reward not in CARTPOLE_REWARDS:
+        raise ConfigError(
+            f"reward: unknown value {reward!r}; allowed: {', '.join(CARTPOLE_REWARDS)}"
+        )
 
     env = gym.make("CartPole-v1")
     rng = np.random.default_rng(seed)
@@ -237,13 +253,23 @@ def run_cartpole(
                 else:
                     code = cartpole_encode(observation, bins)
                     counts = net.run(np.tile(code, (steps_per_action, 1))).sum(axis=0)
-                    fired_action = bool(counts.max() > 0 and counts[0] != counts[1])
-                    action = int(np.argmax(counts)) if fired_action else int(rng.integers(2))
-                observation, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
+                    decided = bool(counts[0] != counts[1])
+                    action = int(np.argmax(counts)) if decided else int(rng.integers(2))
+                    # Feedback goes to the chosen output whenever it fired (also on a tie).
+                    fired_action = bool(counts[action] > 0)
+                before = abs(observation[2] + 0.5 * observation[3])
+                observation, gained, terminated, truncated, _ = env.step(action)
+                total += float(gained)
                 if net is not None and learn and fired_action:
                     output = net.output_ids[action]
-                    net.feedback(failure_signal if terminated else step_signal, at=output)
+                    if terminated:
+                        signal = failure_signal
+                    elif reward == "upright":
+                        better = abs(observation[2] + 0.5 * observation[3]) < before
+                        signal = 20 * step_signal if better else -20 * step_signal
+                    else:
+                        signal = step_signal
+                    net.feedback(signal, at=output)
                 if terminated or truncated:
                     break
             log.reward.append(total)

@@ -47,6 +47,7 @@ class TrainConfig:
     episodes: int = 200  # CartPole training episodes
     eval_episodes: int = 100  # CartPole evaluation episodes (learning off), and random policy
     bins: int = 6  # CartPole bins per observation variable
+    cartpole_reward: str = "upright"  # CartPole feedback: "upright" (dense) or "survival"
     duration: float = 20.0  # stream seconds
     rate: float = 200.0  # stream frames/s
     dead_band: float = 0.0  # stream: |change| ≤ dead_band encodes as "no change"
@@ -135,7 +136,12 @@ def _association(config: TrainConfig, bar: Any) -> tuple[GraphNet, EpisodeLog, d
 def _cartpole(config: TrainConfig, bar: Any) -> tuple[GraphNet, EpisodeLog, dict[str, Any]]:
     net = cartpole_net(config.bins, seed=config.seed, threads=config.threads, **config.net)
     log = run_cartpole(
-        net, config.episodes, bins=config.bins, seed=config.seed, progress=lambda _: bar.update(1)
+        net,
+        config.episodes,
+        bins=config.bins,
+        reward=config.cartpole_reward,
+        seed=config.seed,
+        progress=lambda _: bar.update(1),
     )
     # Evaluation on unseen episode seeds, learning off; the random policy on the same seeds.
     eval_seed = 1_000_000 + config.seed
@@ -143,12 +149,17 @@ def _cartpole(config: TrainConfig, bar: Any) -> tuple[GraphNet, EpisodeLog, dict
         net, config.eval_episodes, bins=config.bins, learn=False, seed=eval_seed
     )
     random_policy = run_cartpole(None, config.eval_episodes, seed=eval_seed)
+    # The same episodes with feedback still on (the network keeps adapting while it plays).
+    adapting = run_cartpole(
+        net, config.eval_episodes, bins=config.bins, reward=config.cartpole_reward, seed=eval_seed
+    )
     metrics = {
         "episodes": config.episodes,
         "train_mean_return_last_20": float(np.mean(log.reward[-20:])),
         "eval_episodes": config.eval_episodes,
         "eval_mean_return": float(np.mean(evaluation.reward)),
         "eval_std_return": float(np.std(evaluation.reward)),
+        "eval_learning_on_mean_return": float(np.mean(adapting.reward)),
         "random_mean_return": float(np.mean(random_policy.reward)),
         "random_std_return": float(np.std(random_policy.reward)),
     }
