@@ -283,6 +283,7 @@ pub struct GraphNet {
     chunks: Vec<(usize, usize)>,
     pool: Vec<f64>,
     fired: Vec<bool>,
+    spike_out: Vec<f64>,
     frontier: Vec<(u32, f64)>,
     visited: Vec<bool>,
     pending: Vec<f64>,
@@ -399,6 +400,7 @@ impl GraphNet {
             chunks: Vec::new(),
             pool: vec![0.0; n],
             fired: vec![false; n],
+            spike_out: vec![0.0; n],
             frontier: Vec::new(),
             visited: vec![false; n],
             pending: vec![0.0; n],
@@ -708,10 +710,14 @@ impl GraphNet {
     }
 
     fn edge_pass(&mut self) {
-        let spike = self.config.spike;
         let decay = self.config.decay;
         let threads = self.config.threads.min(self.chunks.len()).max(1);
-        let fired = &self.fired;
+        // Branch-free: each source adds spike_out[source] (spike if it fired, else 0).
+        let spike = self.config.spike;
+        for (out, &f) in self.spike_out.iter_mut().zip(&self.fired) {
+            *out = if f { spike } else { 0.0 };
+        }
+        let spike_out = &self.spike_out;
         let source = &self.edges.source;
         let weight = &self.edges.weight;
         let offsets = &self.target_offsets;
@@ -720,13 +726,15 @@ impl GraphNet {
             let base = offsets[lo];
             for (k, p) in pool.iter_mut().enumerate() {
                 let v = lo + k;
+                let range = offsets[v]..offsets[v + 1];
                 let mut sum = 0.0;
-                for e in offsets[v]..offsets[v + 1] {
-                    let a = &mut activation[e - base];
-                    if fired[source[e] as usize] {
-                        *a += spike;
-                    }
-                    sum += *a * weight[e];
+                for ((a, &u), &w) in activation[range.start - base..range.end - base]
+                    .iter_mut()
+                    .zip(&source[range.clone()])
+                    .zip(&weight[range])
+                {
+                    *a += spike_out[u as usize];
+                    sum += *a * w;
                     *a *= decay;
                 }
                 *p = sum;
