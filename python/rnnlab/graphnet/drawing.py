@@ -75,7 +75,11 @@ def _draw_axes(ax: Any, counts: tuple[int, int, int], frame: Frame) -> None:
         segments = np.stack([positions[frame.source], positions[frame.target]], axis=1)
         ax.add_collection(
             LineCollection(
-                segments, linewidths=_widths(frame.weight), colors="#555555", alpha=0.6, zorder=1
+                list(segments),
+                linewidths=_widths(frame.weight),
+                colors="#555555",
+                alpha=0.6,
+                zorder=1,
             )
         )
         # Arrow heads: a short mark near each target.
@@ -123,7 +127,11 @@ def _render_dot(source: str, path: Path, fmt: str, dot: str) -> None:
         if result.returncode != 0:
             raise ConfigError(f"engine: dot failed: {result.stderr.decode(errors='replace')}")
         data = rendered.read_bytes()
-    write_atomic(path, lambda file: file.write(data))
+
+    def save(file: Any) -> None:
+        file.write(data)
+
+    write_atomic(path, save)
 
 
 def draw_frame(
@@ -172,6 +180,13 @@ def draw_graph(
     return draw_frame(counts, frame_of(net, fired, title or ""), path, engine)
 
 
+def _write_bytes(path: Path, data: bytes) -> Path:
+    def save(file: Any) -> None:
+        file.write(data)
+
+    return write_atomic(path, save)
+
+
 def write_animation(
     counts: tuple[int, int, int],
     frames: Sequence[Frame],
@@ -206,10 +221,7 @@ def write_animation(
             buffer.seek(0)
             images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
         else:
-            data = buffer.getvalue()
-            written.append(
-                write_atomic(target / f"frame_{index:05d}.png", lambda file, d=data: file.write(d))
-            )
+            written.append(_write_bytes(target / f"frame_{index:05d}.png", buffer.getvalue()))
     plt.close(figure)
     if images:
         duration = int(1000 / fps)

@@ -238,7 +238,7 @@ class GraphNet:
         config = make_config(n_inputs, n_hidden, n_outputs, **settings)
         source_array = np.ascontiguousarray(source, dtype=np.int64)
         m = source_array.shape[0] if source_array.ndim == 1 else -1
-        arrays = {
+        arrays: dict[str, NDArray[Any]] = {
             "source": source_array,
             "target": np.ascontiguousarray(target, dtype=np.int64),
             "weight": np.ascontiguousarray(weight, dtype=np.float64),
