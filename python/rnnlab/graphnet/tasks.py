@@ -76,7 +76,7 @@ def association_net(n_patterns: int, *, seed: int = 0, **settings: Any) -> Graph
         "density": 0.4,
         "lr": 1.0,
         "decay": 0.5,
-        "grow_prob": 0.01,
+        "grow_prob": 0.05,
     }
     defaults.update(settings)
     n_hidden = defaults.pop("n_hidden")
@@ -110,6 +110,7 @@ def train_association(
     silence_signal: float = 0.5,
     criterion: float = 0.9,
     window: int = 100,
+    growth_window: int | None = 20,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> AssociationResult:
@@ -118,7 +119,12 @@ def train_association(
     When no output fires within ``trial_steps``, the trial counts as wrong and
     ``silence_signal`` is sent to all outputs (an exploration drive that does not reveal the
     answer; 0 turns it off). ``trials_to_criterion`` is the first trial at which the accuracy of
-    the last ``window`` trials reaches ``criterion``."""
+    the last ``window`` trials reaches ``criterion``.
+
+    Growth follows failure (the notes: grow "when lots of negative rewards"): with
+    ``growth_window = k``, the network's ``grow_prob`` is scaled after every trial by the error
+    rate of the last k trials, so a solved task stops growing random edges; ``None`` keeps
+    ``grow_prob`` constant. The network's own ``grow_prob`` is restored at the end."""
     n_patterns = net.n_inputs
     if net.n_outputs != n_patterns:
         raise ConfigError(
@@ -130,6 +136,9 @@ def train_association(
     log = EpisodeLog()
     reached: int | None = None
     first_output = net.n_nodes - net.n_outputs
+    base_grow_prob = float(net.config["grow_prob"])
+    if growth_window is not None and growth_window < 1:
+        raise ConfigError(f"growth_window: must be ≥ 1 or None, got {growth_window}")
     for trial in range(trials):
         pattern = int(rng.integers(n_patterns))
         grown, pruned = net.grown_total, net.pruned_total
@@ -146,11 +155,15 @@ def train_association(
         log.n_edges.append(net.n_edges)
         log.grown.append(net.grown_total - grown)
         log.pruned.append(net.pruned_total - pruned)
+        if growth_window is not None:
+            errors = 1.0 - float(np.mean(log.correct[-growth_window:]))
+            net.configure(grow_prob=base_grow_prob * errors)
         full = trial + 1 >= window
         if reached is None and full and float(np.mean(log.correct[-window:])) >= criterion:
             reached = trial + 1
         if progress is not None:
             progress(trial)
+    net.configure(grow_prob=base_grow_prob)
     final = float(np.mean(log.correct[-window:]))
     return AssociationResult(log, reached, criterion, window, final)
 
