@@ -136,3 +136,25 @@ def test_cli_cartpole_reports_evaluation_and_random_baseline(tmp_path: Path) -> 
     metrics = json.loads((folder / "metrics.json").read_text())
     for key in ("eval_mean_return", "random_mean_return", "eval_learning_on_mean_return"):
         assert metrics[key] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_association_eight_patterns_within_3000_trials(seed: int) -> None:
+    net = association_net(8, seed=seed)
+    result = train_association(net, 3000, seed=seed)
+    assert result.trials_to_criterion is not None
+    assert result.trials_to_criterion <= 3000
+
+
+@pytest.mark.slow
+def test_cartpole_beats_the_random_policy() -> None:
+    """The documented CartPole numbers (seed 0): trained 200 episodes, 100 evaluation episodes."""
+    pytest.importorskip("gymnasium")
+    net = cartpole_net(seed=0)
+    run_cartpole(net, 200, seed=0)
+    frozen = np.mean(run_cartpole(net, 100, learn=False, seed=1_000_000).reward)
+    random_policy = np.mean(run_cartpole(None, 100, seed=1_000_000).reward)
+    adapting = np.mean(run_cartpole(net, 100, seed=1_000_000).reward)
+    assert frozen > 1.5 * random_policy
+    assert adapting > 200
