@@ -13,8 +13,8 @@ the same observations:
   per call.
 
 Each candidate is first checked to give the same firing and weights as the core over the first
-20 steps. ``extra_info["edge_events_per_s"]`` holds the rate; the networkx case (run last) prints
-and asserts the ratio rnnlab / networkx (target ≥ 100×).
+20 steps. ``extra_info["edge_events_per_s"]`` holds the rate of the fastest round; the networkx
+case (run last) prints and asserts the ratio rnnlab / networkx (target ≥ 100×).
 
 CartPole: ``test_cartpole_returns`` trains a network for 200 episodes and reports the mean
 return over 100 evaluation episodes (learning off, and learning on) against the uniformly
@@ -102,7 +102,8 @@ def test_edge_events(benchmark: Any, measure: Any, expected: Any, candidate: str
     assert 9_000 < edges < 11_000
     benchmark.group = "graphnet edge events, ~10 000 edges"
     measure(lambda: play(net, x), budget_s=3.0, min_rounds=3, max_rounds=50)
-    rate = edges * steps / benchmark.stats.stats.mean
+    # The fastest round: the least disturbed by other jobs on a shared machine.
+    rate = edges * steps / benchmark.stats.stats.min
     RATES[candidate] = rate
     benchmark.extra_info.update(
         {
