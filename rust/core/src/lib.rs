@@ -8,6 +8,7 @@ pub mod ctrnn;
 pub mod error;
 pub mod feed_protocol;
 pub mod float_env;
+pub mod graphnet;
 pub mod linalg;
 pub mod optim;
 pub mod real;

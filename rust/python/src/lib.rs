@@ -7,6 +7,7 @@
 mod boundary;
 mod ctrnn;
 mod feed;
+mod graphnet;
 mod optim;
 
 use pyo3::prelude::*;
@@ -19,5 +20,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(feed::decode_feed_v1, m)?)?;
     m.add_function(wrap_pyfunction!(boundary::panic_for_test, m)?)?;
     m.add_class::<optim::Optimizer>()?;
+    m.add_class::<graphnet::GraphNetCore>()?;
     Ok(())
 }
