@@ -1,0 +1,106 @@
+"""Per-training-step time of the gated byte LM: rnnlab.gated vs upstream's structure in torch.
+
+One step = forward one byte for the whole batch, mean cross-entropy, backward, Adam update,
+detach the state (the upstream one-step scheme). Candidate ``rnnlab``: :class:`ByteLM`
+(embedding lookup, fused gate matrices) with :class:`rnnlab.gated.train.Adam` (foreach kernels).
+Baseline ``upstream-structure``: one-hot input × Linear(256→S), one ``nn.Linear`` per gate,
+concatenations as in the equations, ``torch.optim.Adam`` with its defaults. Same weights, same
+bytes, float32, CPU, 1 torch thread (as in a sweep worker). Config: the README's best flags
+2 layers. Run: ``.venv/bin/python -m pytest benches/test_gated_step.py --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.nn import functional
+
+from rnnlab.gated import ByteLM
+from rnnlab.gated.reference import UpstreamStyleByteLM, one_hot
+from rnnlab.gated.train import Adam
+
+FLAGS = {
+    "use_forget_gate": True,
+    "use_state_gate": True,
+    "use_new_state": True,
+    "use_residual": True,
+}
+LAYERS = 2
+BATCH = 256
+STEPS = 10  # training steps per timed call
+THREADS = 1  # one torch thread: what each sweep worker uses (the shared 2-core box is loaded)
+
+
+def _bytes(batch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (STEPS + 1, batch), generator=generator)
+
+
+def _ours(model: ByteLM, data: torch.Tensor) -> Any:
+    optimizer = Adam(list(model.named_parameters()), lr=1e-3)
+    states = model.initial_state(data.shape[1])
+
+    def run() -> float:
+        nonlocal states
+        total = 0.0
+        for j in range(STEPS):
+            logits, states = model(data[j], states)
+            loss = functional.cross_entropy(logits, data[j + 1])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            states = [s.detach() for s in states]
+            total += float(loss.detach())
+        return total / STEPS
+
+    return run
+
+
+def _upstream(model: UpstreamStyleByteLM, data: torch.Tensor) -> Any:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    states = model.initial_state(data.shape[1])
+
+    def run() -> float:
+        nonlocal states
+        total = 0.0
+        for j in range(STEPS):
+            logits, states = model(one_hot(data[j]), states)
+            target = one_hot(data[j + 1]).argmax(dim=1)  # upstream: argmax of the next one-hot
+            loss = functional.cross_entropy(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            states = [s.detach() for s in states]
+            total += float(loss.detach())
+        return total / STEPS
+
+    return run
+
+
+def _info(candidate: str, state_size: int) -> dict[str, Any]:
+    return {
+        "kind": "gated-train-step",
+        "candidate": candidate,
+        "n": state_size,
+        "batch": BATCH,
+        "steps": STEPS,
+        "layers": LAYERS,
+        "dtype": "float32",
+    }
+
+
+@pytest.mark.parametrize("state_size", [64, 256])
+@pytest.mark.parametrize("candidate", ["rnnlab", "upstream-structure"])
+def test_gated_train_step(benchmark: Any, measure: Any, candidate: str, state_size: int) -> None:
+    torch.set_num_threads(THREADS)
+    model = ByteLM(LAYERS, state_size, seed=0, **FLAGS)
+    reference = UpstreamStyleByteLM.from_byte_lm(ByteLM(LAYERS, state_size, seed=0, **FLAGS))
+    data = _bytes(BATCH)
+    # check first: from the same weights and bytes, a few steps give the same losses
+    check_ours, check_ref = _ours(model, data), _upstream(reference, data)
+    assert check_ours() == pytest.approx(check_ref(), rel=1e-4)
+    run = check_ours if candidate == "rnnlab" else check_ref
+    benchmark.extra_info.update(_info(candidate, state_size))
+    measure(run, budget_s=3.0, min_rounds=3, max_rounds=50)
