@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from rnnlab import _native
 from rnnlab.atomic import write_npz_atomic
+from rnnlab.ctrnn.backends import Backend, DenseBackend, Problem, make_backend
 from rnnlab.errors import ConfigError, ShapeError
 
 __all__ = [
@@ -96,6 +97,12 @@ class CTRNN:
             (plus V, c for a linear readout).
         tau, theta, gain: initial time constants, biases and gains (scalar or per neuron).
         tau_min: lower bound of τ in the trained parameterisation τ = τ_min + softplus(ρ).
+        backend: how the kernels run (``docs/backends.md``): ``dense``, ``sparse``,
+            ``threaded``, ``distributed``, ``async``, or ``auto`` (``sparse`` when the mask's
+            density is at most :data:`~rnnlab.ctrnn.backends.SPARSE_DENSITY_THRESHOLD` and
+            N >= :data:`~rnnlab.ctrnn.backends.SPARSE_MIN_NEURONS`, else ``dense``).
+        backend_options: passed to the backend, e.g. ``threads=2`` (threaded),
+            ``workers=4, timeout=30`` (distributed), ``max_staleness=1`` (async).
     """
 
     def __init__(
@@ -115,6 +122,8 @@ class CTRNN:
         theta: ArrayLike = 0.0,
         gain: ArrayLike = 1.0,
         tau_min: float = 0.01,
+        backend: str = "auto",
+        **backend_options: Any,
     ) -> None:
         for field, value, low in (
             ("n_neurons", n_neurons, 1),
@@ -164,6 +173,7 @@ class CTRNN:
         self._configure(params, activation, integrator, readout, trainable, tau_min)
         self.seed = seed
         self.density = float(density)
+        self.set_backend(backend, **backend_options)
 
     # ----------------------------------------------------------------- construction
     def _configure(
@@ -198,6 +208,7 @@ class CTRNN:
         self.trainable = frozenset(names)
         self.params = self._checked_params(params)
         self._state: Array | None = None
+        self._backend: Backend = DenseBackend()
 
     def _checked_params(self, params: Mapping[str, ArrayLike]) -> dict[str, Array]:
         missing = {"W", "tau", "U", "V"} - set(params)
@@ -260,6 +271,8 @@ class CTRNN:
         readout: Literal["pick", "linear"] | None = None,
         trainable: Iterable[str] | None = None,
         tau_min: float = 0.01,
+        backend: str = "auto",
+        **backend_options: Any,
     ) -> CTRNN:
         """Build a network from a dict of arrays with the keys of :attr:`params`.
 
@@ -275,7 +288,36 @@ class CTRNN:
         net.seed = None
         net._configure(params, activation, integrator, readout, trainable, tau_min)
         net.density = float(net.params["mask"].mean())
+        net.set_backend(backend, **backend_options)
         return net
+
+    # ----------------------------------------------------------------- backends
+    def set_backend(self, backend: str = "auto", **options: Any) -> None:
+        """Switch how the kernels run (closing the previous backend's workers, if any).
+
+        ``auto`` picks ``sparse`` or ``dense`` from the mask density (see the class docs).
+        """
+        previous = getattr(self, "_backend", None)
+        self._backend = make_backend(
+            backend, density=float(self.params["mask"].mean()), n_neurons=self.n_neurons, **options
+        )
+        if previous is not None and previous is not self._backend:
+            previous.close()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend object (``backend.name`` is ``dense``, ``sparse``, ...)."""
+        return self._backend
+
+    def close(self) -> None:
+        """Release the backend's threads and worker processes (idempotent)."""
+        self._backend.close()
+
+    def __enter__(self) -> CTRNN:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -322,7 +364,8 @@ class CTRNN:
             f"n_outputs={self.n_outputs}, "
             f"density={self.density:.3g}, activation={self.activation!r}, "
             f"integrator={self.integrator!r}, "
-            f"dtype={str(self.dtype)!r}, readout={self.readout!r})"
+            f"dtype={str(self.dtype)!r}, readout={self.readout!r}, "
+            f"backend={self._backend.name!r})"
         )
 
     # ----------------------------------------------------------------- argument checks
@@ -395,6 +438,11 @@ class CTRNN:
             )
         return np.ascontiguousarray(start)
 
+    def _problem_params(self) -> dict[str, Array]:
+        return {
+            name: np.ascontiguousarray(self.params[name], dtype=self.dtype) for name in PARAM_NAMES
+        }
+
     def _kernel_params(self) -> tuple[Array, ...]:
         p = self.params
         return tuple(
@@ -423,40 +471,44 @@ class CTRNN:
         xs, unbatched = self._inputs(x)
         durations = self._durations(xs.shape[1], dt, times)
         start = self._start(s0, xs.shape[0], use_state=True)
-        y, final, states = _native.ctrnn_forward(
-            *self._kernel_params(),
-            xs,
-            durations,
-            start,
-            self._substeps(substeps),
-            self.activation,
-            self.integrator,
-            return_states,
+        problem = Problem(
+            params=self._problem_params(),
+            activation=self.activation,
+            integrator=self.integrator,
+            substeps=self._substeps(substeps),
+            xs=xs,
+            durations=durations,
+            start=start,
         )
+        y, final, states = self._backend.forward(problem, return_states)
         self._state = final[0] if unbatched else final
         if unbatched:
             y = y[0]
             states = None if states is None else states[0]
         return (y, states) if return_states else y
 
-    def loss_and_grad(
+    def _fit_problem(
         self,
         x: ArrayLike,
         target: ArrayLike,
-        dt: ArrayLike | None = None,
-        *,
-        times: ArrayLike | None = None,
-        substeps: int = 1,
-        truncation: int | None = None,
-        s0: ArrayLike | None = None,
-    ) -> tuple[float, dict[str, Array]]:
-        """Mean squared error of the outputs against ``target`` and its exact gradient.
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+    ) -> Problem:
+        return self._loss_problem(x, target, dt, times, substeps, truncation, s0)[0]
 
-        ``target`` has the batch form of ``x`` with n_out channels. The gradient comes from
-        adjoint backpropagation through every substep; ``truncation=K`` cuts it every K frames.
-        Starts from ``s0`` (default zeros; the running state is neither used nor changed).
-        Returns ``(loss, grads)`` with grads for W, tau, theta, gain, U, V, c and s0.
-        """
+    def _loss_problem(
+        self,
+        x: ArrayLike,
+        target: ArrayLike,
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+    ) -> tuple[Problem, bool]:
         xs, unbatched = self._inputs(x)
         frames = xs.shape[1]
         targets = np.asarray(target)
@@ -480,18 +532,39 @@ class CTRNN:
             )
         durations = self._durations(frames, dt, times)
         start = self._start(s0, xs.shape[0], use_state=False)
-        loss, grads = _native.ctrnn_loss_and_grad(
-            *self._kernel_params(),
-            xs,
-            durations,
-            start,
-            targets,
-            self._substeps(substeps),
-            self.activation,
-            self.integrator,
-            None if truncation is None else int(truncation),
-            self.params["mask"],
+        problem = Problem(
+            params=self._problem_params(),
+            activation=self.activation,
+            integrator=self.integrator,
+            substeps=self._substeps(substeps),
+            xs=xs,
+            durations=durations,
+            start=start,
+            targets=targets,
+            truncation=None if truncation is None else int(truncation),
         )
+        return problem, unbatched
+
+    def loss_and_grad(
+        self,
+        x: ArrayLike,
+        target: ArrayLike,
+        dt: ArrayLike | None = None,
+        *,
+        times: ArrayLike | None = None,
+        substeps: int = 1,
+        truncation: int | None = None,
+        s0: ArrayLike | None = None,
+    ) -> tuple[float, dict[str, Array]]:
+        """Mean squared error of the outputs against ``target`` and its exact gradient.
+
+        ``target`` has the batch form of ``x`` with n_out channels. The gradient comes from
+        adjoint backpropagation through every substep; ``truncation=K`` cuts it every K frames.
+        Starts from ``s0`` (default zeros; the running state is neither used nor changed).
+        Returns ``(loss, grads)`` with grads for W, tau, theta, gain, U, V, c and s0.
+        """
+        problem, unbatched = self._loss_problem(x, target, dt, times, substeps, truncation, s0)
+        loss, grads = self._backend.loss_and_grad(problem)
         if unbatched:
             grads["s0"] = grads["s0"][0]
         return float(loss), grads
@@ -576,7 +649,25 @@ class CTRNN:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=int(epochs), desc="fit", unit="epoch")
+        epoch_counter = iter(range(int(epochs)))
+
+        def on_epoch(loss: float) -> None:
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                bar.update(1)
+            if callback is not None:
+                callback(next(epoch_counter), loss)
+
         try:
+            if self._backend.asynchronous:
+
+                def make_problem() -> Problem:
+                    return self._fit_problem(x, target, dt, times, substeps, truncation, s0)
+
+                self._backend.fit_loop(  # type: ignore[attr-defined]
+                    self, make_problem, int(epochs), opt, raw, history, on_epoch
+                )
+                return history
             for epoch in range(int(epochs)):
                 loss, grads = self.loss_and_grad(
                     x, target, dt, times=times, substeps=substeps, truncation=truncation, s0=s0
