@@ -21,6 +21,11 @@ pub struct Csr<T> {
     pub col: Vec<u32>,
     /// Weight of each synapse.
     pub value: Vec<T>,
+    /// The same synapses by column (CSC), for the backward product as a gather:
+    /// column j's synapses are `col_start[j]..col_start[j + 1]`, from rows `row_of`.
+    pub col_start: Vec<usize>,
+    pub row_of: Vec<u32>,
+    pub value_by_col: Vec<T>,
 }
 
 impl<T: Real> Csr<T> {
@@ -44,17 +49,56 @@ impl<T: Real> Csr<T> {
             }
             row_start.push(col.len());
         }
+        let mut col_start = vec![0usize; n + 1];
+        for c in &col {
+            col_start[*c as usize + 1] += 1;
+        }
+        for j in 0..n {
+            col_start[j + 1] += col_start[j];
+        }
+        let mut fill = col_start.clone();
+        let mut row_of = vec![0u32; col.len()];
+        let mut value_by_col = vec![T::ZERO; col.len()];
+        for i in 0..n {
+            for k in row_start[i]..row_start[i + 1] {
+                let j = col[k] as usize;
+                row_of[fill[j]] = i as u32;
+                value_by_col[fill[j]] = value[k];
+                fill[j] += 1;
+            }
+        }
         Csr {
             n,
             row_start,
             col,
             value,
+            col_start,
+            row_of,
+            value_by_col,
         }
     }
 
     /// Number of synapses.
     pub fn synapses(&self) -> usize {
         self.col.len()
+    }
+
+    /// Σ_k w[k] · x[idx[k]] with four independent accumulators.
+    #[inline(always)]
+    fn gather_dot(w: &[T], idx: &[u32], x: &[T]) -> T {
+        let mut acc = [T::ZERO; 4];
+        let mut w4 = w.chunks_exact(4);
+        let mut i4 = idx.chunks_exact(4);
+        for (cw, ci) in (&mut w4).zip(&mut i4) {
+            for l in 0..4 {
+                acc[l] += cw[l] * x[ci[l] as usize];
+            }
+        }
+        let mut tail = T::ZERO;
+        for (a, b) in w4.remainder().iter().zip(i4.remainder()) {
+            tail += *a * x[*b as usize];
+        }
+        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail
     }
 
     /// out[b, i] = Σ_j W[i, j] · rate[b, j] for `batch` rows (overwrites `out`).
@@ -66,11 +110,7 @@ impl<T: Real> Csr<T> {
             let o = &mut out[b * n..(b + 1) * n];
             for i in 0..n {
                 let span = self.row_start[i]..self.row_start[i + 1];
-                let mut acc = T::ZERO;
-                for (c, w) in self.col[span.clone()].iter().zip(&self.value[span]) {
-                    acc += *w * r[*c as usize];
-                }
-                o[i] = acc;
+                o[i] = Self::gather_dot(&self.value[span.clone()], &self.col[span], r);
             }
         }
     }
@@ -82,42 +122,37 @@ impl<T: Real> Csr<T> {
         for b in 0..batch {
             let m = &mu[b * n..(b + 1) * n];
             let o = &mut back[b * n..(b + 1) * n];
-            o.iter_mut().for_each(|v| *v = T::ZERO);
+            for j in 0..n {
+                let span = self.col_start[j]..self.col_start[j + 1];
+                o[j] = Self::gather_dot(&self.value_by_col[span.clone()], &self.row_of[span], m);
+            }
+        }
+    }
+
+    /// grad_w[i, j] += Σ_r mu[r, i] · rate[r, j] over `rows` rows, on the synapses only
+    /// (`grad_w` is the dense N×N gradient; entries off the pattern are not touched). The sums
+    /// run row by row into a per-synapse accumulator, so each row's rates stay in cache.
+    #[inline(always)]
+    pub fn add_gradient(&self, grad_w: &mut [T], mu: &[T], rate: &[T], rows: usize) {
+        let n = self.n;
+        let mut acc = vec![T::ZERO; self.synapses()];
+        for r in 0..rows {
+            let m = &mu[r * n..(r + 1) * n];
+            let rr = &rate[r * n..(r + 1) * n];
             for i in 0..n {
                 let mi = m[i];
                 if mi == T::ZERO {
                     continue;
                 }
                 let span = self.row_start[i]..self.row_start[i + 1];
-                for (c, w) in self.col[span.clone()].iter().zip(&self.value[span]) {
-                    o[*c as usize] += mi * *w;
+                for (a, c) in acc[span.clone()].iter_mut().zip(&self.col[span]) {
+                    *a += mi * rr[*c as usize];
                 }
             }
         }
-    }
-
-    /// grad_w[i, j] += Σ_r mu[r, i] · rate[r, j] over `rows` rows, on the synapses only
-    /// (`grad_w` is the dense N×N gradient; entries off the pattern are not touched).
-    #[inline(always)]
-    pub fn add_gradient(&self, grad_w: &mut [T], mu: &[T], rate: &[T], rows: usize) {
-        let n = self.n;
         for i in 0..n {
-            let span = self.row_start[i]..self.row_start[i + 1];
-            if span.is_empty() {
-                continue;
-            }
-            let cols = &self.col[span];
-            let g = &mut grad_w[i * n..(i + 1) * n];
-            for r in 0..rows {
-                let mi = mu[r * n + i];
-                if mi == T::ZERO {
-                    continue;
-                }
-                let rr = &rate[r * n..(r + 1) * n];
-                for c in cols {
-                    let c = *c as usize;
-                    g[c] += mi * rr[c];
-                }
+            for k in self.row_start[i]..self.row_start[i + 1] {
+                grad_w[i * n + self.col[k] as usize] += acc[k];
             }
         }
     }
