@@ -122,7 +122,7 @@ class CTRNN:
         theta: ArrayLike = 0.0,
         gain: ArrayLike = 1.0,
         tau_min: float = 0.01,
-        backend: str = "auto",
+        backend: str | Backend = "auto",
         **backend_options: Any,
     ) -> None:
         for field, value, low in (
@@ -209,6 +209,7 @@ class CTRNN:
         self.params = self._checked_params(params)
         self._state: Array | None = None
         self._backend: Backend = DenseBackend()
+        self._owns_backend = False
 
     def _checked_params(self, params: Mapping[str, ArrayLike]) -> dict[str, Array]:
         missing = {"W", "tau", "U", "V"} - set(params)
@@ -271,7 +272,7 @@ class CTRNN:
         readout: Literal["pick", "linear"] | None = None,
         trainable: Iterable[str] | None = None,
         tau_min: float = 0.01,
-        backend: str = "auto",
+        backend: str | Backend = "auto",
         **backend_options: Any,
     ) -> CTRNN:
         """Build a network from a dict of arrays with the keys of :attr:`params`.
@@ -292,16 +293,28 @@ class CTRNN:
         return net
 
     # ----------------------------------------------------------------- backends
-    def set_backend(self, backend: str = "auto", **options: Any) -> None:
-        """Switch how the kernels run (closing the previous backend's workers, if any).
+    def set_backend(self, backend: str | Backend = "auto", **options: Any) -> None:
+        """Switch how the kernels run (closing the previous backend's workers, if it made them).
 
-        ``auto`` picks ``sparse`` or ``dense`` from the mask density (see the class docs).
+        ``backend`` is a name (``auto`` picks ``sparse`` or ``dense`` from the mask density, see
+        the class docs) or a backend object, which may be shared by several networks (it is then
+        not closed by :meth:`close`).
         """
         previous = getattr(self, "_backend", None)
-        self._backend = make_backend(
-            backend, density=float(self.params["mask"].mean()), n_neurons=self.n_neurons, **options
-        )
-        if previous is not None and previous is not self._backend:
+        owned = getattr(self, "_owns_backend", False)
+        if isinstance(backend, Backend):
+            if options:
+                raise ConfigError("backend options: give them to the backend object instead")
+            self._backend, self._owns_backend = backend, False
+        else:
+            self._backend = make_backend(
+                backend,
+                density=float(self.params["mask"].mean()),
+                n_neurons=self.n_neurons,
+                **options,
+            )
+            self._owns_backend = True
+        if previous is not None and owned and previous is not self._backend:
             previous.close()
 
     @property
@@ -310,8 +323,9 @@ class CTRNN:
         return self._backend
 
     def close(self) -> None:
-        """Release the backend's threads and worker processes (idempotent)."""
-        self._backend.close()
+        """Release the backend's worker processes, if this network made them (idempotent)."""
+        if self._owns_backend:
+            self._backend.close()
 
     def __enter__(self) -> CTRNN:
         return self

@@ -110,6 +110,7 @@ class DistributedBackend(Backend):
         self._requested = {"workers": workers, "timeout": timeout, "sparse": self.sparse}
         self.param_version = 0
         self._sent: dict[str, Array] | None = None
+        self._model: dict[str, Any] = {}
 
     @property
     def endpoint(self) -> str:
@@ -120,30 +121,24 @@ class DistributedBackend(Backend):
         return {**self._requested, "endpoint": self.endpoint}
 
     def _publish(self, problem: Problem) -> None:
-        """Bump the parameter version when the parameters changed since the last step."""
+        """Bump the parameter version when the parameters or model settings changed."""
         params = problem.params
-        if self._sent is None or any(
-            not np.array_equal(self._sent[name], params[name]) for name in PARAM_NAMES
+        model = {
+            "activation": problem.activation,
+            "integrator": problem.integrator,
+            "substeps": problem.substeps,
+            "sparse": self.sparse,
+        }
+        if (
+            self._sent is None
+            or model != self._model
+            or any(not np.array_equal(self._sent[name], params[name]) for name in PARAM_NAMES)
         ):
             if self._sent is not None:
                 self.param_version += 1
             self._sent = {name: params[name].copy() for name in PARAM_NAMES}
-            self.pool.set_params(
-                self._sent,
-                self.param_version,
-                {
-                    "activation": problem.activation,
-                    "integrator": problem.integrator,
-                    "substeps": problem.substeps,
-                    "sparse": self.sparse,
-                },
-            )
-        elif self.pool._model.get("substeps") != problem.substeps:
-            self.pool.set_params(
-                self._sent,
-                self.param_version,
-                {**self.pool._model, "substeps": problem.substeps},
-            )
+            self._model = model
+            self.pool.set_params(self._sent, self.param_version, model)
 
     def submit(self, problem: Problem) -> tuple[int, list[list[ChunkGroup]]]:
         """Send one step's chunks to the workers; returns the batch id and the tasks."""
