@@ -47,7 +47,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("integrator,activation,batch,frames,truncation,irregular", CASES)
+@pytest.mark.parametrize(
+    ("integrator", "activation", "batch", "frames", "truncation", "irregular"), CASES
+)
 def test_local_backends_match_dense(integrator, activation, batch, frames, truncation, irregular):
     x, y, times = problem(7, batch, frames, irregular)
     kwargs = dict(density=0.35, seed=3, integrator=integrator, activation=activation, tau=0.5)
@@ -70,7 +72,9 @@ def test_local_backends_match_dense(integrator, activation, batch, frames, trunc
         )
 
 
-@pytest.mark.parametrize("integrator,activation,batch,frames,truncation,irregular", CASES[:3])
+@pytest.mark.parametrize(
+    ("integrator", "activation", "batch", "frames", "truncation", "irregular"), CASES[:3]
+)
 def test_distributed_matches_dense(
     distributed: DistributedBackend, integrator, activation, batch, frames, truncation, irregular
 ):
