@@ -9,6 +9,9 @@
 //! - backward: back[b, j] = Σ_i μ[b, i] · W[i, j]        (scatter along each row)
 //! - gradient: G[i, j] += Σ_b μ[b, i] · r[b, j]          (synapses only)
 
+// Per-synapse index arithmetic reads clearer as index loops.
+#![allow(clippy::needless_range_loop)]
+
 use crate::real::Real;
 
 /// The synapses of an N×N weight matrix in CSR form.
