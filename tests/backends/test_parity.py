@@ -155,3 +155,27 @@ def test_fit_and_online_trainer_agree_across_backends(distributed: DistributedBa
         trainer.process(t, values)
         results.append(trainer.history()["prediction"])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-9, atol=1e-12)
+
+
+def test_recorded_states_start_the_chunks_on_every_backend(distributed: DistributedBackend):
+    from rnnlab import ConfigError
+
+    rng = np.random.default_rng(9)
+    x, y = rng.uniform(size=(2, 21, 1)), rng.uniform(size=(2, 21, 1))
+    kwargs = dict(dt=0.1, substeps=3, truncation=4)
+    dense = CTRNN(11, 1, 1, seed=8, density=0.5, backend="dense")
+    _, fresh = dense.run(x, dt=0.1, substeps=3, s0=np.zeros(11), return_states=True)
+    # recorded states equal to a fresh forward pass: the ordinary truncated gradient
+    assert_same(
+        dense.loss_and_grad(x, y, recorded_states=fresh, **kwargs),
+        dense.loss_and_grad(x, y, **kwargs),
+    )
+    # states recorded under other parameters: every backend agrees, and they matter
+    recorded = fresh + rng.normal(scale=0.1, size=fresh.shape)
+    expected = dense.loss_and_grad(x, y, recorded_states=recorded, **kwargs)
+    assert abs(expected[0] - dense.loss_and_grad(x, y, **kwargs)[0]) > 1e-6
+    for backend in ("sparse", "threaded", distributed):
+        net = CTRNN(11, 1, 1, seed=8, density=0.5, backend=backend)
+        assert_same(net.loss_and_grad(x, y, recorded_states=recorded, **kwargs), expected)
+    with pytest.raises(ConfigError, match="recorded_states"):
+        dense.loss_and_grad(x, y, dt=0.1, recorded_states=recorded)

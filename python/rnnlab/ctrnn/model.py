@@ -522,6 +522,7 @@ class CTRNN:
         substeps: int,
         truncation: int | None,
         s0: ArrayLike | None,
+        recorded_states: ArrayLike | None = None,
     ) -> tuple[Problem, bool]:
         xs, unbatched = self._inputs(x)
         frames = xs.shape[1]
@@ -556,8 +557,37 @@ class CTRNN:
             start=start,
             targets=targets,
             truncation=None if truncation is None else int(truncation),
+            recorded_states=self._recorded(recorded_states, xs.shape, unbatched, truncation),
         )
         return problem, unbatched
+
+    def _recorded(
+        self,
+        states: ArrayLike | None,
+        x_shape: tuple[int, ...],
+        unbatched: bool,
+        truncation: int | None,
+    ) -> Array | None:
+        if states is None:
+            return None
+        if truncation is None:
+            raise ConfigError(
+                "recorded_states: only used with truncation=K (they start the chunks); "
+                "give truncation or leave recorded_states out"
+            )
+        array = np.asarray(states, dtype=self.dtype)
+        if unbatched and array.ndim == 2:
+            array = array[None]
+        expected = (x_shape[0], x_shape[1], self.n_neurons)
+        if array.shape != expected:
+            shown = expected[1:] if unbatched else expected
+            raise ShapeError(
+                f"recorded_states: expected shape {shown} (the state at the end of every frame), "
+                f"got {np.shape(states)}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ShapeError("recorded_states: contains NaN or inf")
+        return np.ascontiguousarray(array)
 
     def loss_and_grad(
         self,
@@ -569,6 +599,7 @@ class CTRNN:
         substeps: int = 1,
         truncation: int | None = None,
         s0: ArrayLike | None = None,
+        recorded_states: ArrayLike | None = None,
     ) -> tuple[float, dict[str, Array]]:
         """Mean squared error of the outputs against ``target`` and its exact gradient.
 
@@ -576,8 +607,16 @@ class CTRNN:
         adjoint backpropagation through every substep; ``truncation=K`` cuts it every K frames.
         Starts from ``s0`` (default zeros; the running state is neither used nor changed).
         Returns ``(loss, grads)`` with grads for W, tau, theta, gain, U, V, c and s0.
+
+        ``recorded_states`` ([T, N] or [B, T, N], with ``truncation``): the state at the end of
+        every frame as it was recorded when the frames were run (e.g. by an online loop, with
+        the parameters of that time). Chunk c >= 1 then starts from the recorded state at its
+        first frame instead of a fresh forward pass: the seed's cached-history training, and
+        what lets every chunk start at once. The loss is then that of the chunks so started.
         """
-        problem, unbatched = self._loss_problem(x, target, dt, times, substeps, truncation, s0)
+        problem, unbatched = self._loss_problem(
+            x, target, dt, times, substeps, truncation, s0, recorded_states
+        )
         loss, grads = self._backend.loss_and_grad(problem)
         if unbatched:
             grads["s0"] = grads["s0"][0]

@@ -51,6 +51,9 @@ class Problem:
     start: Array  # [B, N]
     targets: Array | None = None  # [B, T, n_out]
     truncation: int | None = None
+    #: states at the end of every frame as recorded when the window was run ([B, T, N]); when
+    #: given, chunk c >= 1 starts from recorded_states[:, cK - 1] instead of a fresh forward pass.
+    recorded_states: Array | None = None
 
     def kernel_params(self) -> tuple[Array, ...]:
         return tuple(self.params[name] for name in KERNEL_PARAM_NAMES)
@@ -114,6 +117,8 @@ class Backend:
     sparse = False
     #: ``fit`` hands the whole training loop to the backend (the ``async`` backend).
     asynchronous = False
+    #: split a window's truncation chunks into a batch even without recorded states.
+    split_chunks = False
 
     def __init__(self, *, threads: int | None = None) -> None:
         self.threads = _threads_option(threads)
@@ -139,6 +144,8 @@ class Backend:
 
     def loss_and_grad(self, problem: Problem) -> tuple[float, dict[str, Array]]:
         assert problem.targets is not None
+        if problem.chunked and (problem.recorded_states is not None or self.split_chunks):
+            return self.run_groups(problem, self.chunk_groups(problem))
         loss, grads = _native.ctrnn_loss_and_grad(
             *problem.kernel_params(),
             problem.xs,
@@ -155,11 +162,32 @@ class Backend:
         )
         return float(loss), grads
 
+    def run_groups(
+        self, problem: Problem, groups: list[ChunkGroup]
+    ) -> tuple[float, dict[str, Array]]:
+        """Loss and gradients of a window from its chunk groups, computed in this process."""
+        parts = []
+        for group in groups:
+            loss, grads, start_grads = group_loss_and_grad(
+                problem.params,
+                problem.activation,
+                problem.integrator,
+                problem.substeps,
+                group,
+                sparse=self.sparse,
+                threads=self.threads,
+            )
+            parts.append((group.rows, loss, grads, start_grads))
+        return combine_results(parts, problem.xs.shape[0], problem.shapes, problem.xs.dtype)
+
     def chunk_groups(self, problem: Problem) -> list[ChunkGroup]:
-        """One forward pass for the chunk start states, then the chunks grouped for the kernel."""
+        """The chunk start states (recorded, or from one forward pass), then the chunks grouped
+        for the kernel."""
         assert problem.targets is not None
         assert problem.truncation is not None
-        _, _, states = self.forward(problem, return_states=True)
+        states = problem.recorded_states
+        if states is None:
+            _, _, states = self.forward(problem, return_states=True)
         assert states is not None
         return split_window(
             problem.xs,
@@ -209,23 +237,7 @@ class ThreadedBackend(Backend):
             env = os.environ.get("RNNLAB_NUM_THREADS", "").strip()
             self.threads = int(env) if env.isdigit() and int(env) >= 1 else (os.cpu_count() or 1)
         self.sparse = bool(sparse)
+        self.split_chunks = self.threads > 1
 
     def options(self) -> dict[str, Any]:
         return {"threads": self.threads, "sparse": self.sparse}
-
-    def loss_and_grad(self, problem: Problem) -> tuple[float, dict[str, Array]]:
-        if not problem.chunked or self.threads == 1:
-            return super().loss_and_grad(problem)
-        parts = []
-        for group in self.chunk_groups(problem):
-            loss, grads, start_grads = group_loss_and_grad(
-                problem.params,
-                problem.activation,
-                problem.integrator,
-                problem.substeps,
-                group,
-                sparse=self.sparse,
-                threads=self.threads,
-            )
-            parts.append((group.rows, loss, grads, start_grads))
-        return combine_results(parts, problem.xs.shape[0], problem.shapes, problem.xs.dtype)
