@@ -109,3 +109,39 @@ def test_wire_round_trip_and_validation():
         with pytest.raises(WireError, match=expected):
             decode(message_frames, allowed)
     assert SCHEMA == "rnnlab.ctrnn.work"
+
+
+def test_bakeoff_cli_writes_table_and_json(tmp_path, capsys):
+    from rnnlab.cli import main
+
+    code = main(
+        [
+            "ctrnn",
+            "bakeoff",
+            "--cases",
+            "n24",
+            "--backends",
+            "dense,threaded,sparse",
+            "--seconds",
+            "0.05",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "steps/s" in out
+    assert "threaded" in out
+    (folder,) = tmp_path.iterdir()
+    report = json.loads((folder / "bakeoff.json").read_text())
+    rows = {r["backend"]: r for r in report["results"]}
+    assert set(rows) == {"dense", "threaded", "sparse"}
+    assert rows["dense"]["ratio_to_dense"] == 1.0
+    assert all(r["steps"] >= 2 and r["steps_per_second"] > 0 for r in rows.values())
+    # every backend trained on the same seeded stream: the same losses to round-off
+    assert rows["threaded"]["mean_loss"] == pytest.approx(rows["dense"]["mean_loss"], rel=1e-9) or (
+        rows["threaded"]["steps"] != rows["dense"]["steps"]
+    )
+    assert (folder / "table.txt").exists()
+    assert (folder / "config.json").exists()
