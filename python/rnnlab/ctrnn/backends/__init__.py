@@ -60,6 +60,7 @@ def make_backend(name: str, *, density: float = 1.0, n_neurons: int = 0, **optio
             "heartbeat",
             "start_timeout",
             "sparse",
+            "curve_keys",
         },
     }
     allowed["async"] = allowed["distributed"] | {"max_staleness"}

@@ -14,7 +14,10 @@ examples:
   #               endpoint="tcp://127.0.0.1:5555")
   rnnlab worker --connect tcp://127.0.0.1:5555
   rnnlab worker --connect tcp://127.0.0.1:5555 --threads 4 --idle-timeout 300
-  # a remote machine reaches a loopback-bound coordinator through an SSH tunnel:
+  rnnlab worker keygen keys/            # CURVE keys; then CTRNN(..., curve_keys="keys/",
+                                        #   endpoint="tcp://0.0.0.0:5555") on the coordinator
+  rnnlab worker --connect tcp://trainer:5555 --curve-keys keys/
+  # or reach a loopback-bound coordinator through an SSH tunnel:
   ssh -N -L 5555:127.0.0.1:5555 trainer-host &  rnnlab worker --connect tcp://127.0.0.1:5555
 """
 

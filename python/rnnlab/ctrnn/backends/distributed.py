@@ -78,6 +78,7 @@ class DistributedBackend(Backend):
         timeout: seconds after which a silent or stalled worker's chunks are re-sent.
         heartbeat: seconds between heartbeats.
         sparse: run the CSR kernels in the workers.
+        curve_keys: a folder from ``rnnlab worker keygen``; required for non-loopback endpoints.
     """
 
     name = "distributed"
@@ -93,6 +94,7 @@ class DistributedBackend(Backend):
         heartbeat: float = 0.5,
         start_timeout: float = 60.0,
         sparse: bool = False,
+        curve_keys: str | None = None,
     ) -> None:
         super().__init__(threads=threads)
         self.sparse = bool(sparse)
@@ -103,6 +105,7 @@ class DistributedBackend(Backend):
             timeout=timeout,
             heartbeat=heartbeat,
             start_timeout=start_timeout,
+            curve_keys=curve_keys,
         )
         wanted = workers if min_workers is None else min_workers
         if wanted > workers:

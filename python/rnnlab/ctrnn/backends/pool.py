@@ -117,6 +117,7 @@ def _close_pool(
     context: zmq.Context,
     processes: list[subprocess.Popen[bytes]],
     workers: dict[bytes, Any],
+    authenticator: list[Any],
 ) -> None:
     for identity in list(workers):
         with contextlib.suppress(zmq.ZMQError):
@@ -133,6 +134,8 @@ def _close_pool(
                 proc.kill()
                 proc.wait()
     socket.close(linger=0)
+    for auth in authenticator:
+        auth.stop()
     context.term()
 
 
@@ -142,7 +145,9 @@ class WorkerPool:
     Args:
         workers: local worker processes to spawn (``rnnlab worker --connect ...``); 0 for none.
         endpoint: where to bind; default ``tcp://127.0.0.1:*`` (a free loopback port). A
-            non-loopback address needs CURVE keys and is refused here.
+            non-loopback address needs ``curve_keys``.
+        curve_keys: a folder made by ``rnnlab worker keygen``: encrypt everything and admit
+            only the authorised workers (spawned local workers get the same folder).
         threads: Rust threads per local worker (default: cores / workers, at least 1).
         timeout: seconds after which a silent worker is dropped and a task is re-sent.
         heartbeat: seconds between heartbeats (both directions).
@@ -158,14 +163,15 @@ class WorkerPool:
         timeout: float = 30.0,
         heartbeat: float = 0.5,
         start_timeout: float = 60.0,
+        curve_keys: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
             raise ConfigError(f"workers: must be an integer >= 0, got {workers!r}")
-        if not is_loopback(endpoint):
+        if not is_loopback(endpoint) and curve_keys is None:
             raise ConfigError(
-                f"endpoint: {endpoint!r} is not a loopback address; binding other addresses "
-                "would let anyone on the network submit or receive work, and needs CURVE keys, "
-                "which this version does not provide. Use tcp://127.0.0.1:PORT (or an SSH tunnel)."
+                f"endpoint: {endpoint!r} is not a loopback address; binding it would let anyone "
+                "on the network submit or receive work. Make CURVE keys with `rnnlab worker "
+                "keygen DIR` and pass curve_keys=DIR, or bind tcp://127.0.0.1:PORT."
             )
         for name, value in (("timeout", timeout), ("heartbeat", heartbeat)):
             if not (isinstance(value, (int, float)) and value > 0):
@@ -175,6 +181,13 @@ class WorkerPool:
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator: list[Any] = []
+        self.curve_keys = None if curve_keys is None else os.fspath(curve_keys)
+        if self.curve_keys is not None:
+            from rnnlab.ctrnn.backends.curve import load_coordinator_keys, secure_server
+
+            keys = load_coordinator_keys(self.curve_keys)
+            self._authenticator.append(secure_server(self._context, self._socket, keys))
         self._socket.bind(endpoint)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._workers: dict[bytes, _Worker] = {}
@@ -197,7 +210,13 @@ class WorkerPool:
         self._closed = False
         # Runs on close(), on garbage collection, and at interpreter exit.
         self._finalizer = weakref.finalize(
-            self, _close_pool, self._socket, self._context, self._processes, self._workers
+            self,
+            _close_pool,
+            self._socket,
+            self._context,
+            self._processes,
+            self._workers,
+            self._authenticator,
         )
         if workers:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -222,6 +241,7 @@ class WorkerPool:
                     str(os.getpid()),
                     "--heartbeat",
                     str(self.heartbeat),
+                    *(["--curve-keys", self.curve_keys] if self.curve_keys else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -28,6 +28,7 @@ import zmq
 from rnnlab.ctrnn.backends.chunks import ChunkGroup
 from rnnlab.ctrnn.backends.local import group_loss_and_grad
 from rnnlab.ctrnn.backends.wire import Message, WireError, decode, encode
+from rnnlab.errors import ConfigError
 
 __all__ = ["compute", "main", "serve"]
 
@@ -99,6 +100,7 @@ def serve(
     parent_pid: int | None = None,
     heartbeat: float = 0.5,
     idle_timeout: float = 60.0,
+    curve_keys: str | None = None,
 ) -> int:
     """Run a worker until told to stop; returns the exit code."""
     if parent_pid is not None and not _die_with_parent(parent_pid):
@@ -106,6 +108,10 @@ def serve(
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve_keys is not None:
+        from rnnlab.ctrnn.backends.curve import load_worker_keys, secure_client
+
+        secure_client(sock, load_worker_keys(curve_keys))
     sock.connect(connect)
     # The compute thread hands finished result frames back through an inproc pair.
     inbox = context.socket(zmq.PAIR)
@@ -185,8 +191,14 @@ def serve(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "keygen",
+        nargs="*",
+        metavar="keygen DIR",
+        help="instead of working: write CURVE keys into DIR (see docs/backends.md)",
+    )
+    parser.add_argument(
         "--connect",
-        required=True,
+        default=None,
         metavar="ENDPOINT",
         help="coordinator address, e.g. tcp://127.0.0.1:5555",
     )
@@ -205,11 +217,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="exit when the coordinator is silent this long (default 60 s)",
     )
+    parser.add_argument(
+        "--curve-keys",
+        default=None,
+        metavar="DIR",
+        help="folder from `rnnlab worker keygen` (worker_secret.json, coordinator_public.json)",
+    )
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="rnnlab worker %(process)d: %(message)s")
+    if args.keygen:
+        if len(args.keygen) != 2 or args.keygen[0] != "keygen":
+            raise ConfigError(
+                "usage: rnnlab worker keygen DIR (or rnnlab worker --connect ENDPOINT)"
+            )
+        from rnnlab.ctrnn.backends.curve import keygen
+
+        for path in keygen(args.keygen[1]):
+            print(f"wrote {path}")
+        print(
+            "give the coordinator curve_keys=DIR (it reads coordinator_secret.json and "
+            "authorized_workers.json); copy worker_secret.json and coordinator_public.json to "
+            "each worker machine and start it with --curve-keys"
+        )
+        return 0
+    if args.connect is None:
+        raise ConfigError("--connect: required (e.g. --connect tcp://127.0.0.1:5555)")
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -222,6 +257,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             parent_pid=args.parent_pid,
             heartbeat=args.heartbeat,
             idle_timeout=args.idle_timeout,
+            curve_keys=args.curve_keys,
         )
     except KeyboardInterrupt:
         return 0
