@@ -592,7 +592,7 @@ class CTRNN:
     def loss_and_grad(
         self,
         x: ArrayLike,
-        target: ArrayLike,
+        target: ArrayLike | None,
         dt: ArrayLike | None = None,
         *,
         times: ArrayLike | None = None,
@@ -600,6 +600,7 @@ class CTRNN:
         truncation: int | None = None,
         s0: ArrayLike | None = None,
         recorded_states: ArrayLike | None = None,
+        output_grad: ArrayLike | None = None,
     ) -> tuple[float, dict[str, Array]]:
         """Mean squared error of the outputs against ``target`` and its exact gradient.
 
@@ -613,7 +614,20 @@ class CTRNN:
         the parameters of that time). Chunk c >= 1 then starts from the recorded state at its
         first frame instead of a fresh forward pass: the seed's cached-history training, and
         what lets every chunk start at once. The loss is then that of the chunks so started.
+
+        ``output_grad`` (instead of ``target``, same shape): loss injection (the seed's
+        UPowerNetwork). The caller supplies G = ∂L/∂y for every frame's output (e.g. from a
+        reinforcement signal) and the gradients are the exact vector-Jacobian product Gᵀ·∂y/∂θ;
+        the returned "loss" is the surrogate Σ G ⊙ y, whose gradient that is. It runs through
+        every backend unchanged: the forward outputs y give the target y − (count/2)·G, whose
+        mean-squared-error gradient with respect to y is exactly G up to one rounding of y.
         """
+        if (target is None) == (output_grad is None):
+            raise ConfigError("target/output_grad: give exactly one of target and output_grad")
+        if output_grad is not None:
+            return self._injected_loss_and_grad(
+                x, output_grad, dt, times, substeps, truncation, s0, recorded_states
+            )
         problem, unbatched = self._loss_problem(
             x, target, dt, times, substeps, truncation, s0, recorded_states
         )
@@ -621,6 +635,41 @@ class CTRNN:
         if unbatched:
             grads["s0"] = grads["s0"][0]
         return float(loss), grads
+
+    def _injected_loss_and_grad(
+        self,
+        x: ArrayLike,
+        output_grad: ArrayLike,
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+        recorded_states: ArrayLike | None,
+    ) -> tuple[float, dict[str, Array]]:
+        if recorded_states is not None:
+            raise ConfigError(
+                "output_grad: cannot be combined with recorded_states (the injected gradient "
+                "refers to the outputs of a fresh forward pass)"
+            )
+        xs, unbatched = self._inputs(x)
+        grad = np.asarray(output_grad, dtype=np.float64)
+        shape = (xs.shape[0], xs.shape[1], self.n_outputs)
+        if unbatched:
+            grad = grad[None] if grad.ndim == 2 else grad
+        if grad.shape != shape:
+            shown = shape[1:] if unbatched else shape
+            raise ShapeError(f"output_grad: expected shape {shown}, got {np.shape(output_grad)}")
+        if not np.all(np.isfinite(grad)):
+            raise ShapeError("output_grad: contains NaN or inf")
+        problem, _ = self._loss_problem(xs, np.zeros(shape), dt, times, substeps, truncation, s0)
+        y, _, _ = self._backend.forward(problem, return_states=False)
+        count = grad.size
+        problem.targets = np.ascontiguousarray(y - 0.5 * count * grad, dtype=self.dtype)
+        _, grads = self._backend.loss_and_grad(problem)
+        if unbatched:
+            grads["s0"] = grads["s0"][0]
+        return float(np.sum(grad * y)), grads
 
     # ----------------------------------------------------------------- training
     def _trainable_order(self) -> list[str]:
