@@ -33,9 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs")
     args = parser.parse_args()
 
-    net = CTRNN(
-        N, 0, 1, activation="tanh", readout="linear", tau=0.5, gain=3.0, seed=args.seed
-    )
+    net = CTRNN(N, 0, 1, activation="tanh", readout="linear", tau=0.5, gain=3.0, seed=args.seed)
     t = np.arange(1, T + 1) * DT
     # sines of the target period at 16 phases: the oscillator may settle into any phase
     phases = np.linspace(0, 2 * np.pi, 16, endpoint=False)
