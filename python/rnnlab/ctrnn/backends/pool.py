@@ -241,6 +241,10 @@ class WorkerPool:
                     str(os.getpid()),
                     "--heartbeat",
                     str(self.heartbeat),
+                    # they die with this process (parent-death signal), so no idle timeout:
+                    # a coordinator may pause between steps for as long as it likes
+                    "--idle-timeout",
+                    "0",
                     *(["--curve-keys", self.curve_keys] if self.curve_keys else []),
                 ],
                 stdin=subprocess.DEVNULL,

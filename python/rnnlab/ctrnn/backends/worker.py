@@ -5,8 +5,8 @@ sent with the Rust kernels (``--threads`` threads each), one at a time, in a com
 while the main thread keeps the socket: it answers with heartbeats every ``--heartbeat``
 seconds (also while computing), validates every message (a malformed one is logged and
 ignored), and exits on ``shutdown``, when the coordinator has been silent for
-``--idle-timeout`` seconds after first contact, or when its parent process (``--parent-pid``,
-set for workers the coordinator spawns) is gone.
+``--idle-timeout`` seconds after first contact (0: never), or when its parent process
+(``--parent-pid``, set for workers the coordinator spawns) is gone.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def serve(
     threads: int | None = None,
     parent_pid: int | None = None,
     heartbeat: float = 0.5,
-    idle_timeout: float = 60.0,
+    idle_timeout: float = 600.0,
     curve_keys: str | None = None,
 ) -> int:
     """Run a worker until told to stop; returns the exit code."""
@@ -173,7 +173,7 @@ def serve(
             if now - last_beat >= heartbeat:
                 sock.send_multipart(encode("heartbeat"))
                 last_beat = now
-            if last_contact is not None and now - last_contact > idle_timeout:
+            if idle_timeout > 0 and last_contact is not None and now - last_contact > idle_timeout:
                 log.warning("coordinator silent for %.0f s; exiting", idle_timeout)
                 code = 3
                 break
@@ -214,8 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=60.0,
-        help="exit when the coordinator is silent this long (default 60 s)",
+        default=600.0,
+        help="exit when the coordinator has been silent this long (default 600 s; 0: never)",
     )
     parser.add_argument(
         "--curve-keys",
