@@ -4,6 +4,7 @@
 - :class:`OnlineTrainer` — one-step-ahead online training on a stream (truncated BPTT).
 - :class:`Population`, :func:`evolve` — P networks evaluated across threads; an evolution
   strategy on top (``docs/backends.md``).
+- :class:`StructuralPlasticity` — try-and-roll-back add/remove-one-synapse moves.
 - :mod:`rnnlab.ctrnn.backends` — execution backends (dense, sparse, threaded, distributed,
   async) behind ``CTRNN(..., backend=...)``.
 - :mod:`rnnlab.ctrnn.reference` — an independent numpy implementation of the same equations.
@@ -23,6 +24,7 @@ from rnnlab.ctrnn.model import (
     TRAINABLE_NAMES,
 )
 from rnnlab.ctrnn.online import OnlineTrainer
+from rnnlab.ctrnn.plasticity import StructuralPlasticity
 from rnnlab.ctrnn.population import Population, evolve
 
 __all__ = [
@@ -36,5 +38,6 @@ __all__ = [
     "TRAINABLE_NAMES",
     "OnlineTrainer",
     "Population",
+    "StructuralPlasticity",
     "evolve",
 ]

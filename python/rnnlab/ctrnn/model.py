@@ -210,6 +210,8 @@ class CTRNN:
         self._state: Array | None = None
         self._backend: Backend = DenseBackend()
         self._owns_backend = False
+        #: bumped whenever the mask changes after construction (StructuralPlasticity)
+        self.structure_version = 0
 
     def _checked_params(self, params: Mapping[str, ArrayLike]) -> dict[str, Array]:
         missing = {"W", "tau", "U", "V"} - set(params)
@@ -782,7 +784,12 @@ class CTRNN:
                     bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                     bar.update(1)
                 if callback is not None:
+                    structure = self.structure_version
                     callback(epoch, loss)
+                    if self.structure_version != structure:
+                        # the callback changed the connectivity (e.g. StructuralPlasticity):
+                        # continue from the parameters it left (same layout, same moments)
+                        raw[:] = self.trainable_vector()
         finally:
             if bar is not None:
                 bar.close()
