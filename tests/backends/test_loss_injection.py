@@ -64,3 +64,24 @@ def test_injection_arguments_are_checked():
             output_grad=np.zeros((5, 1)),
             recorded_states=np.zeros((5, 4)),
         )
+
+
+def test_online_trainer_with_an_injected_mse_gradient_matches_the_default():
+    from rnnlab.ctrnn import OnlineTrainer
+
+    t = np.arange(120) * 0.1
+    values = np.stack([np.sin(t), np.cos(0.7 * t)], axis=1)
+    results = []
+    for loss_fn in (None, lambda p, target: 2.0 * (p - target) / p.size):
+        net = CTRNN(8, 2, 2, seed=1, tau=0.3, readout="linear", backend="threaded", threads=2)
+        trainer = OnlineTrainer(
+            net, substeps=2, window=20, truncation=5, update_every=4, lr=1e-2, loss_fn=loss_fn
+        )
+        trainer.process(t, values)
+        results.append(trainer.history())
+    np.testing.assert_allclose(
+        results[1]["prediction"], results[0]["prediction"], rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(results[1]["update_loss"], results[0]["update_loss"], rtol=1e-9)
+    with pytest.raises(ConfigError, match="loss_fn"):
+        OnlineTrainer(CTRNN(2, 1, 1), loss_fn=3)
