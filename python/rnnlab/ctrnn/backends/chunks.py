@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ChunkGroup", "combine_results", "split_window"]
+__all__ = ["ChunkGroup", "combine_results", "split_tasks", "split_window"]
 
 Array = NDArray[np.floating[Any]]
 GRAD_NAMES = ("W", "tau", "theta", "gain", "U", "V", "c")
@@ -121,3 +121,16 @@ def combine_results(
                 s0[b] = start_grads[g]
     grads["s0"] = s0
     return loss, grads
+
+
+def split_tasks(
+    groups: Sequence[ChunkGroup], parts: int, total_count: int
+) -> list[list[ChunkGroup]]:
+    """Share the chunks of ``groups`` among ``parts`` tasks (contiguous, nearly equal rows per
+    group); tasks that would be empty are left out."""
+    tasks: list[list[ChunkGroup]] = [[] for _ in range(parts)]
+    for group in groups:
+        for k, index in enumerate(np.array_split(np.arange(len(group.rows)), parts)):
+            if index.size:
+                tasks[k].append(group.take(index.tolist(), total_count))
+    return [t for t in tasks if t]

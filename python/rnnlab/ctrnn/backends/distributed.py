@@ -17,13 +17,12 @@ oldest beyond that), so the backlog is bounded. ``max_staleness=0`` is synchrono
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rnnlab.ctrnn.backends.chunks import ChunkGroup, combine_results
+from rnnlab.ctrnn.backends.chunks import ChunkGroup, combine_results, split_tasks
 from rnnlab.ctrnn.backends.local import Backend, Problem
 from rnnlab.ctrnn.backends.pool import BatchResult, WorkerPool
 from rnnlab.errors import ConfigError
@@ -50,19 +49,6 @@ def _whole_groups(problem: Problem) -> list[ChunkGroup]:
             weight=1.0,
         )
     ]
-
-
-def split_tasks(
-    groups: Sequence[ChunkGroup], parts: int, total_count: int
-) -> list[list[ChunkGroup]]:
-    """Share the chunks of ``groups`` among ``parts`` tasks (contiguous, nearly equal rows per
-    group); tasks that would be empty are left out."""
-    tasks: list[list[ChunkGroup]] = [[] for _ in range(parts)]
-    for group in groups:
-        for k, index in enumerate(np.array_split(np.arange(len(group.rows)), parts)):
-            if index.size:
-                tasks[k].append(group.take(index.tolist(), total_count))
-    return [t for t in tasks if t]
 
 
 class DistributedBackend(Backend):
