@@ -179,3 +179,23 @@ def test_recorded_states_start_the_chunks_on_every_backend(distributed: Distribu
         assert_same(net.loss_and_grad(x, y, recorded_states=recorded, **kwargs), expected)
     with pytest.raises(ConfigError, match="recorded_states"):
         dense.loss_and_grad(x, y, dt=0.1, recorded_states=recorded)
+
+
+def test_threaded_backend_works_in_a_forked_child():
+    import os
+
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(size=(18, 1)), rng.uniform(size=(18, 1))
+    net = CTRNN(10, 1, 1, seed=2, backend="threaded", threads=2)
+    expected = net.loss_and_grad(x, y, dt=0.1, substeps=2, truncation=4)  # pool now running
+    pid = os.fork()
+    if pid == 0:  # the child: the pool's threads did not survive the fork; it must make new ones
+        code = 1
+        try:
+            loss, grads = net.loss_and_grad(x, y, dt=0.1, substeps=2, truncation=4)
+            same = loss == expected[0] and np.array_equal(grads["W"], expected[1]["W"])
+            code = 0 if same else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
