@@ -36,6 +36,9 @@ def ctrnn_forward(
     activation: str,
     integrator: str,
     return_states: bool = False,
+    mask: NDArray[Any] | None = None,
+    sparse: bool = False,
+    threads: int | None = None,
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None]: ...
 def ctrnn_loss_and_grad(
     w: NDArray[Any],
@@ -54,6 +57,8 @@ def ctrnn_loss_and_grad(
     integrator: str,
     truncation: int | None = None,
     mask: NDArray[Any] | None = None,
+    sparse: bool = False,
+    threads: int | None = None,
 ) -> tuple[float, dict[str, NDArray[Any]]]: ...
 def decode_feed_v1(
     header: bytes, payload: bytes

@@ -15,6 +15,8 @@ examples:
   rnnlab demo                             # the main job: waitress -> online CTRNN, 60 s
   rnnlab demo --duration 20 --out /tmp/runs
   rnnlab ctrnn demo                       # fit the 32-neuron offline demo, write runs/<timestamp>/
+  rnnlab ctrnn bakeoff                    # train steps/s of every CTRNN backend
+  rnnlab worker --connect tcp://127.0.0.1:5555   # a worker for the distributed backends
   rnnlab feed watch tcp://127.0.0.1:1201  # rate, drops and values of a running feed
 """
 
@@ -46,6 +48,12 @@ def _stream_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ctrnn_bakeoff(args: argparse.Namespace) -> int:
+    from rnnlab.ctrnn.bakeoff import main_from_args
+
+    return main_from_args(args)
+
+
 def _ctrnn_demo(args: argparse.Namespace) -> int:
     from rnnlab.ctrnn.demo import DemoConfig, run_demo
 
@@ -64,6 +72,7 @@ SYSTEM_COMMAND_MODULES = (
     "rnnlab.gated.cli",  # rnnlab sweep ...
     "rnnlab.twc.cli",  # rnnlab twc ...
     "rnnlab.graphnet.cli",  # rnnlab graphnet ...
+    "rnnlab.ctrnn.backends.cli",  # rnnlab worker ...
 )
 
 
@@ -130,6 +139,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(handler=_ctrnn_demo)
+    bakeoff = ctrnn_commands.add_parser(
+        "bakeoff",
+        help="train steps/s of every execution backend on the seed's churn workload",
+        description=(
+            "The seed's perf/churn_one workload: random input and target frames, 50 substeps\n"
+            "per frame, one SGD step (lr 0.001) per frame on the truncated-BPTT gradient over\n"
+            "the last 60 frames (3000 substeps). Each backend runs for --seconds; prints train\n"
+            "steps/s and the ratio to dense, and writes bakeoff.json, config.json and table.txt\n"
+            "into runs/bakeoff-<timestamp>/. Cases: n200 (N=200, density 1), n24 (the seed's\n"
+            "PERF.md case), n1024 (N=1024, density 0.05)."
+        ),
+        epilog=(
+            "examples:\n  rnnlab ctrnn bakeoff\n"
+            "  rnnlab ctrnn bakeoff --cases n200 --backends dense,threaded --seconds 10\n"
+            "  rnnlab ctrnn bakeoff --workers 16 --threads 16   # on a 16-core machine\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bakeoff.add_argument("--cases", default="n200,n24,n1024", help="comma-separated cases")
+    bakeoff.add_argument(
+        "--backends",
+        default="dense,sparse,threaded,distributed",
+        help="comma-separated backends (default dense,sparse,threaded,distributed)",
+    )
+    bakeoff.add_argument("--seconds", type=float, default=5.0, help="seconds per backend (5)")
+    bakeoff.add_argument("--threads", type=int, default=2, help="threads of 'threaded' (2)")
+    bakeoff.add_argument("--workers", type=int, default=2, help="workers of 'distributed' (2)")
+    bakeoff.add_argument("--truncation", type=int, default=10, help="frames per chunk (10)")
+    bakeoff.add_argument("--seed", type=int, default=0, help="seed of weights and stream (0)")
+    bakeoff.add_argument(
+        "--rerun",
+        action="store_true",
+        help="re-run each window with the current weights instead of using recorded states",
+    )
+    bakeoff.add_argument("--out", default="runs", help="folder for the run folder (runs)")
+    bakeoff.add_argument("--json", action="store_true", help="also print the JSON report")
+    bakeoff.add_argument("--no-progress", action="store_true", help="no per-backend lines")
+    bakeoff.set_defaults(handler=_ctrnn_bakeoff)
 
     for module_name in SYSTEM_COMMAND_MODULES:
         # Each module's register(systems) adds its subcommands; heavy imports (torch, ...)

@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from rnnlab import _native
 from rnnlab.atomic import write_npz_atomic
+from rnnlab.ctrnn.backends import Backend, DenseBackend, Problem, make_backend
 from rnnlab.errors import ConfigError, ShapeError
 
 __all__ = [
@@ -96,6 +97,12 @@ class CTRNN:
             (plus V, c for a linear readout).
         tau, theta, gain: initial time constants, biases and gains (scalar or per neuron).
         tau_min: lower bound of τ in the trained parameterisation τ = τ_min + softplus(ρ).
+        backend: how the kernels run (``docs/backends.md``): ``dense``, ``sparse``,
+            ``threaded``, ``distributed``, ``async``, or ``auto`` (``sparse`` when the mask's
+            density is at most :data:`~rnnlab.ctrnn.backends.SPARSE_DENSITY_THRESHOLD` and
+            N >= :data:`~rnnlab.ctrnn.backends.SPARSE_MIN_NEURONS`, else ``dense``).
+        backend_options: passed to the backend, e.g. ``threads=2`` (threaded),
+            ``workers=4, timeout=30`` (distributed), ``max_staleness=1`` (async).
     """
 
     def __init__(
@@ -115,6 +122,8 @@ class CTRNN:
         theta: ArrayLike = 0.0,
         gain: ArrayLike = 1.0,
         tau_min: float = 0.01,
+        backend: str | Backend = "auto",
+        **backend_options: Any,
     ) -> None:
         for field, value, low in (
             ("n_neurons", n_neurons, 1),
@@ -164,6 +173,7 @@ class CTRNN:
         self._configure(params, activation, integrator, readout, trainable, tau_min)
         self.seed = seed
         self.density = float(density)
+        self.set_backend(backend, **backend_options)
 
     # ----------------------------------------------------------------- construction
     def _configure(
@@ -198,6 +208,10 @@ class CTRNN:
         self.trainable = frozenset(names)
         self.params = self._checked_params(params)
         self._state: Array | None = None
+        self._backend: Backend = DenseBackend()
+        self._owns_backend = False
+        #: bumped whenever the mask changes after construction (StructuralPlasticity)
+        self.structure_version = 0
 
     def _checked_params(self, params: Mapping[str, ArrayLike]) -> dict[str, Array]:
         missing = {"W", "tau", "U", "V"} - set(params)
@@ -260,6 +274,8 @@ class CTRNN:
         readout: Literal["pick", "linear"] | None = None,
         trainable: Iterable[str] | None = None,
         tau_min: float = 0.01,
+        backend: str | Backend = "auto",
+        **backend_options: Any,
     ) -> CTRNN:
         """Build a network from a dict of arrays with the keys of :attr:`params`.
 
@@ -275,7 +291,49 @@ class CTRNN:
         net.seed = None
         net._configure(params, activation, integrator, readout, trainable, tau_min)
         net.density = float(net.params["mask"].mean())
+        net.set_backend(backend, **backend_options)
         return net
+
+    # ----------------------------------------------------------------- backends
+    def set_backend(self, backend: str | Backend = "auto", **options: Any) -> None:
+        """Switch how the kernels run (closing the previous backend's workers, if it made them).
+
+        ``backend`` is a name (``auto`` picks ``sparse`` or ``dense`` from the mask density, see
+        the class docs) or a backend object, which may be shared by several networks (it is then
+        not closed by :meth:`close`).
+        """
+        previous = getattr(self, "_backend", None)
+        owned = getattr(self, "_owns_backend", False)
+        if isinstance(backend, Backend):
+            if options:
+                raise ConfigError("backend options: give them to the backend object instead")
+            self._backend, self._owns_backend = backend, False
+        else:
+            self._backend = make_backend(
+                backend,
+                density=float(self.params["mask"].mean()),
+                n_neurons=self.n_neurons,
+                **options,
+            )
+            self._owns_backend = True
+        if previous is not None and owned and previous is not self._backend:
+            previous.close()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend object (``backend.name`` is ``dense``, ``sparse``, ...)."""
+        return self._backend
+
+    def close(self) -> None:
+        """Release the backend's worker processes, if this network made them (idempotent)."""
+        if self._owns_backend:
+            self._backend.close()
+
+    def __enter__(self) -> CTRNN:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -322,7 +380,8 @@ class CTRNN:
             f"n_outputs={self.n_outputs}, "
             f"density={self.density:.3g}, activation={self.activation!r}, "
             f"integrator={self.integrator!r}, "
-            f"dtype={str(self.dtype)!r}, readout={self.readout!r})"
+            f"dtype={str(self.dtype)!r}, readout={self.readout!r}, "
+            f"backend={self._backend.name!r})"
         )
 
     # ----------------------------------------------------------------- argument checks
@@ -395,6 +454,11 @@ class CTRNN:
             )
         return np.ascontiguousarray(start)
 
+    def _problem_params(self) -> dict[str, Array]:
+        return {
+            name: np.ascontiguousarray(self.params[name], dtype=self.dtype) for name in PARAM_NAMES
+        }
+
     def _kernel_params(self) -> tuple[Array, ...]:
         p = self.params
         return tuple(
@@ -423,40 +487,45 @@ class CTRNN:
         xs, unbatched = self._inputs(x)
         durations = self._durations(xs.shape[1], dt, times)
         start = self._start(s0, xs.shape[0], use_state=True)
-        y, final, states = _native.ctrnn_forward(
-            *self._kernel_params(),
-            xs,
-            durations,
-            start,
-            self._substeps(substeps),
-            self.activation,
-            self.integrator,
-            return_states,
+        problem = Problem(
+            params=self._problem_params(),
+            activation=self.activation,
+            integrator=self.integrator,
+            substeps=self._substeps(substeps),
+            xs=xs,
+            durations=durations,
+            start=start,
         )
+        y, final, states = self._backend.forward(problem, return_states)
         self._state = final[0] if unbatched else final
         if unbatched:
             y = y[0]
             states = None if states is None else states[0]
         return (y, states) if return_states else y
 
-    def loss_and_grad(
+    def _fit_problem(
         self,
         x: ArrayLike,
         target: ArrayLike,
-        dt: ArrayLike | None = None,
-        *,
-        times: ArrayLike | None = None,
-        substeps: int = 1,
-        truncation: int | None = None,
-        s0: ArrayLike | None = None,
-    ) -> tuple[float, dict[str, Array]]:
-        """Mean squared error of the outputs against ``target`` and its exact gradient.
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+    ) -> Problem:
+        return self._loss_problem(x, target, dt, times, substeps, truncation, s0)[0]
 
-        ``target`` has the batch form of ``x`` with n_out channels. The gradient comes from
-        adjoint backpropagation through every substep; ``truncation=K`` cuts it every K frames.
-        Starts from ``s0`` (default zeros; the running state is neither used nor changed).
-        Returns ``(loss, grads)`` with grads for W, tau, theta, gain, U, V, c and s0.
-        """
+    def _loss_problem(
+        self,
+        x: ArrayLike,
+        target: ArrayLike,
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+        recorded_states: ArrayLike | None = None,
+    ) -> tuple[Problem, bool]:
         xs, unbatched = self._inputs(x)
         frames = xs.shape[1]
         targets = np.asarray(target)
@@ -480,21 +549,129 @@ class CTRNN:
             )
         durations = self._durations(frames, dt, times)
         start = self._start(s0, xs.shape[0], use_state=False)
-        loss, grads = _native.ctrnn_loss_and_grad(
-            *self._kernel_params(),
-            xs,
-            durations,
-            start,
-            targets,
-            self._substeps(substeps),
-            self.activation,
-            self.integrator,
-            None if truncation is None else int(truncation),
-            self.params["mask"],
+        problem = Problem(
+            params=self._problem_params(),
+            activation=self.activation,
+            integrator=self.integrator,
+            substeps=self._substeps(substeps),
+            xs=xs,
+            durations=durations,
+            start=start,
+            targets=targets,
+            truncation=None if truncation is None else int(truncation),
+            recorded_states=self._recorded(recorded_states, xs.shape, unbatched, truncation),
         )
+        return problem, unbatched
+
+    def _recorded(
+        self,
+        states: ArrayLike | None,
+        x_shape: tuple[int, ...],
+        unbatched: bool,
+        truncation: int | None,
+    ) -> Array | None:
+        if states is None:
+            return None
+        if truncation is None:
+            raise ConfigError(
+                "recorded_states: only used with truncation=K (they start the chunks); "
+                "give truncation or leave recorded_states out"
+            )
+        array = np.asarray(states, dtype=self.dtype)
+        if unbatched and array.ndim == 2:
+            array = array[None]
+        expected = (x_shape[0], x_shape[1], self.n_neurons)
+        if array.shape != expected:
+            shown = expected[1:] if unbatched else expected
+            raise ShapeError(
+                f"recorded_states: expected shape {shown} (the state at the end of every frame), "
+                f"got {np.shape(states)}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ShapeError("recorded_states: contains NaN or inf")
+        return np.ascontiguousarray(array)
+
+    def loss_and_grad(
+        self,
+        x: ArrayLike,
+        target: ArrayLike | None,
+        dt: ArrayLike | None = None,
+        *,
+        times: ArrayLike | None = None,
+        substeps: int = 1,
+        truncation: int | None = None,
+        s0: ArrayLike | None = None,
+        recorded_states: ArrayLike | None = None,
+        output_grad: ArrayLike | None = None,
+    ) -> tuple[float, dict[str, Array]]:
+        """Mean squared error of the outputs against ``target`` and its exact gradient.
+
+        ``target`` has the batch form of ``x`` with n_out channels. The gradient comes from
+        adjoint backpropagation through every substep; ``truncation=K`` cuts it every K frames.
+        Starts from ``s0`` (default zeros; the running state is neither used nor changed).
+        Returns ``(loss, grads)`` with grads for W, tau, theta, gain, U, V, c and s0.
+
+        ``recorded_states`` ([T, N] or [B, T, N], with ``truncation``): the state at the end of
+        every frame as it was recorded when the frames were run (e.g. by an online loop, with
+        the parameters of that time). Chunk c >= 1 then starts from the recorded state at its
+        first frame instead of a fresh forward pass: the seed's cached-history training, and
+        what lets every chunk start at once. The loss is then that of the chunks so started.
+
+        ``output_grad`` (instead of ``target``, same shape): loss injection (the seed's
+        UPowerNetwork). The caller supplies G = ∂L/∂y for every frame's output (e.g. from a
+        reinforcement signal) and the gradients are the exact vector-Jacobian product Gᵀ·∂y/∂θ;
+        the returned "loss" is the surrogate Σ G ⊙ y, whose gradient that is. It runs through
+        every backend unchanged: the forward outputs y give the target y − (count/2)·G, whose
+        mean-squared-error gradient with respect to y is exactly G up to one rounding of y.
+        """
+        if (target is None) == (output_grad is None):
+            raise ConfigError("target/output_grad: give exactly one of target and output_grad")
+        if output_grad is not None:
+            return self._injected_loss_and_grad(
+                x, output_grad, dt, times, substeps, truncation, s0, recorded_states
+            )
+        problem, unbatched = self._loss_problem(
+            x, target, dt, times, substeps, truncation, s0, recorded_states
+        )
+        loss, grads = self._backend.loss_and_grad(problem)
         if unbatched:
             grads["s0"] = grads["s0"][0]
         return float(loss), grads
+
+    def _injected_loss_and_grad(
+        self,
+        x: ArrayLike,
+        output_grad: ArrayLike,
+        dt: ArrayLike | None,
+        times: ArrayLike | None,
+        substeps: int,
+        truncation: int | None,
+        s0: ArrayLike | None,
+        recorded_states: ArrayLike | None,
+    ) -> tuple[float, dict[str, Array]]:
+        if recorded_states is not None:
+            raise ConfigError(
+                "output_grad: cannot be combined with recorded_states (the injected gradient "
+                "refers to the outputs of a fresh forward pass)"
+            )
+        xs, unbatched = self._inputs(x)
+        grad = np.asarray(output_grad, dtype=np.float64)
+        shape = (xs.shape[0], xs.shape[1], self.n_outputs)
+        if unbatched:
+            grad = grad[None] if grad.ndim == 2 else grad
+        if grad.shape != shape:
+            shown = shape[1:] if unbatched else shape
+            raise ShapeError(f"output_grad: expected shape {shown}, got {np.shape(output_grad)}")
+        if not np.all(np.isfinite(grad)):
+            raise ShapeError("output_grad: contains NaN or inf")
+        problem, _ = self._loss_problem(xs, np.zeros(shape), dt, times, substeps, truncation, s0)
+        y, _, _ = self._backend.forward(problem, return_states=False)
+        count = grad.size
+        problem.targets = np.ascontiguousarray(y - 0.5 * count * grad, dtype=self.dtype)
+        _, grads = self._backend.loss_and_grad(problem)
+        if unbatched:
+            grads["s0"] = grads["s0"][0]
+        return float(np.sum(grad * y)), grads
 
     # ----------------------------------------------------------------- training
     def _trainable_order(self) -> list[str]:
@@ -576,7 +753,25 @@ class CTRNN:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=int(epochs), desc="fit", unit="epoch")
+        epoch_counter = iter(range(int(epochs)))
+
+        def on_epoch(loss: float) -> None:
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                bar.update(1)
+            if callback is not None:
+                callback(next(epoch_counter), loss)
+
         try:
+            if self._backend.asynchronous:
+
+                def make_problem() -> Problem:
+                    return self._fit_problem(x, target, dt, times, substeps, truncation, s0)
+
+                self._backend.fit_loop(  # type: ignore[attr-defined]
+                    self, make_problem, int(epochs), opt, raw, history, on_epoch
+                )
+                return history
             for epoch in range(int(epochs)):
                 loss, grads = self.loss_and_grad(
                     x, target, dt, times=times, substeps=substeps, truncation=truncation, s0=s0
@@ -589,7 +784,12 @@ class CTRNN:
                     bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                     bar.update(1)
                 if callback is not None:
+                    structure = self.structure_version
                     callback(epoch, loss)
+                    if self.structure_version != structure:
+                        # the callback changed the connectivity (e.g. StructuralPlasticity):
+                        # continue from the parameters it left (same layout, same moments)
+                        raw[:] = self.trainable_vector()
         finally:
             if bar is not None:
                 bar.close()

@@ -29,6 +29,7 @@ import collections
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,10 @@ class OnlineTrainer:
         normalize: online normalisation of the stream (on by default).
         history: how many frames of predictions, targets and losses are kept (ring buffers).
         checkpoint_every, checkpoint_path: write a checkpoint atomically every N frames.
+        loss_fn: loss injection: ``loss_fn(predictions, targets) -> G`` (all ``[window,
+            n_out]``, normalised units) returns ∂L/∂prediction for every frame of the update
+            window, and the update follows ``net.loss_and_grad(..., output_grad=G)`` instead
+            of the mean squared error. Not saved in checkpoints (pass it to :meth:`resume`).
     """
 
     def __init__(
@@ -188,7 +193,11 @@ class OnlineTrainer:
         history: int = 100_000,
         checkpoint_every: int | None = None,
         checkpoint_path: str | os.PathLike[str] | None = None,
+        loss_fn: Callable[[NDArray[np.float64], NDArray[np.float64]], ArrayLike] | None = None,
     ) -> None:
+        if loss_fn is not None and not callable(loss_fn):
+            raise ConfigError(f"loss_fn: must be callable or None, got {loss_fn!r}")
+        self.loss_fn = loss_fn
         self.config = OnlineConfig(
             predict_ahead=predict_ahead,
             substeps=substeps,
@@ -347,14 +356,30 @@ class OnlineTrainer:
         durations = self._window_durations.ordered()[:, 0]
         start = self._window_starts.ordered()[0]
         targets = self._window_targets.ordered()
-        loss, grads = self.net.loss_and_grad(
-            inputs,
-            targets,
-            dt=durations,
-            substeps=cfg.substeps,
-            truncation=cfg.truncation,
-            s0=start,
-        )
+        if self.loss_fn is None:
+            loss, grads = self.net.loss_and_grad(
+                inputs,
+                targets,
+                dt=durations,
+                substeps=cfg.substeps,
+                truncation=cfg.truncation,
+                s0=start,
+            )
+        else:
+            running = self.net.state
+            predictions = self.net.run(inputs, dt=durations, substeps=cfg.substeps, s0=start)
+            self.net.state = running
+            injected = np.asarray(self.loss_fn(np.asarray(predictions), targets))
+            _, grads = self.net.loss_and_grad(
+                inputs,
+                None,
+                dt=durations,
+                substeps=cfg.substeps,
+                truncation=cfg.truncation,
+                s0=start,
+                output_grad=injected,
+            )
+            loss = float(np.mean((predictions - targets) ** 2))
         gradient = self.net.trainable_gradient(self._parameters, grads)
         self._optimizer.step(self._parameters, gradient)
         self.net.set_trainable_vector(self._parameters)
@@ -443,7 +468,10 @@ class OnlineTrainer:
 
     @classmethod
     def resume(
-        cls, path: str | os.PathLike[str], checkpoint_path: str | os.PathLike[str] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        loss_fn: Callable[[NDArray[np.float64], NDArray[np.float64]], ArrayLike] | None = None,
     ) -> OnlineTrainer:
         """Rebuild a trainer from :meth:`save_checkpoint`; it continues exactly where it was."""
         with np.load(path, allow_pickle=False) as data:
@@ -461,6 +489,7 @@ class OnlineTrainer:
             net,
             **meta["config"],
             checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
+            loss_fn=loss_fn,
         )
         trainer._parameters = np.array(arrays["trainer.parameters"], dtype=np.float64)
         trainer._optimizer.restore(

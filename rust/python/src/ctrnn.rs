@@ -3,7 +3,7 @@
 use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rnnlab_core::ctrnn::{self, Activation, Integrator, Model, ParamsRef, Sequence};
+use rnnlab_core::ctrnn::{self, Activation, Integrator, Model, Options, ParamsRef, Sequence};
 use rnnlab_core::{CoreError, Real};
 
 use crate::boundary::{detached, to_python};
@@ -149,6 +149,20 @@ fn model(py: Python<'_>, activation: &str, integrator: &str) -> PyResult<Model> 
     })
 }
 
+fn options(py: Python<'_>, sparse: bool, threads: Option<usize>) -> PyResult<Options> {
+    let threads = match threads {
+        Some(0) => {
+            return Err(to_python(
+                py,
+                CoreError::config("threads", "must be None or an integer >= 1, got 0"),
+            ))
+        }
+        Some(t) => t,
+        None => ctrnn::default_threads(),
+    };
+    Ok(Options { threads, sparse })
+}
+
 fn to_numpy<'py, T: Element>(
     py: Python<'py>,
     values: Vec<T>,
@@ -176,12 +190,21 @@ fn forward_typed<'py, T: Element + Real>(
     substeps: usize,
     model: Model,
     return_states: bool,
+    mask: Option<&Bound<'py, PyAny>>,
+    options: Options,
 ) -> PyResult<ForwardResult<'py>> {
     arrays.check_shapes(py)?;
+    let mask = match mask {
+        Some(m) => Some(borrow::<T>(py, "mask", m, 2)?),
+        None => None,
+    };
     let params = arrays.params();
     let seq = arrays.sequence(substeps);
     let (b, t, n, o) = (seq.batch, seq.frames, params.n_neurons, params.n_outputs);
-    let out = detached(py, || ctrnn::forward(&params, model, &seq, return_states))?;
+    let mask_slice = mask.as_ref().map(as_slice);
+    let out = detached(py, || {
+        ctrnn::forward_with_options(&params, model, &seq, return_states, mask_slice, options)
+    })?;
     let states = match out.states {
         Some(st) => Some(to_numpy(py, st, &[b, t, n])?),
         None => None,
@@ -196,8 +219,10 @@ fn forward_typed<'py, T: Element + Real>(
 /// Integrate a batch of sequences. Arrays share one float dtype (float32 or float64):
 /// W [N,N], tau/theta/gain [N], U [N,n_in], V [n_out,N], c [n_out], x [B,T,n_in], dts [T],
 /// s0 [B,N]. Returns (y [B,T,n_out], final state [B,N], states [B,T,N] or None).
+/// `sparse=True` runs the CSR kernels on the synapses of `mask` (or W's non-zeros); `threads`
+/// caps the threads over which batch rows are split (default: RNNLAB_NUM_THREADS or all cores).
 #[pyfunction]
-#[pyo3(signature = (w, tau, theta, gain, u, v, c, x, dts, s0, substeps, activation, integrator, return_states=false))]
+#[pyo3(signature = (w, tau, theta, gain, u, v, c, x, dts, s0, substeps, activation, integrator, return_states=false, mask=None, sparse=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn ctrnn_forward<'py>(
     py: Python<'py>,
@@ -215,14 +240,18 @@ pub fn ctrnn_forward<'py>(
     activation: &str,
     integrator: &str,
     return_states: bool,
+    mask: Option<&Bound<'py, PyAny>>,
+    sparse: bool,
+    threads: Option<usize>,
 ) -> PyResult<ForwardResult<'py>> {
     let model = model(py, activation, integrator)?;
+    let options = options(py, sparse, threads)?;
     if is_f64(x) {
         let arrays = borrow_all::<f64>(py, w, tau, theta, gain, u, v, c, x, dts, s0)?;
-        forward_typed(py, arrays, substeps, model, return_states)
+        forward_typed(py, arrays, substeps, model, return_states, mask, options)
     } else {
         let arrays = borrow_all::<f32>(py, w, tau, theta, gain, u, v, c, x, dts, s0)?;
-        forward_typed(py, arrays, substeps, model, return_states)
+        forward_typed(py, arrays, substeps, model, return_states, mask, options)
     }
 }
 
@@ -235,6 +264,7 @@ fn loss_and_grad_typed<'py, T: Element + Real>(
     substeps: usize,
     truncation: Option<usize>,
     model: Model,
+    options: Options,
 ) -> PyResult<(f64, Bound<'py, PyDict>)> {
     arrays.check_shapes(py)?;
     let target = borrow::<T>(py, "target", target, 3)?;
@@ -253,7 +283,15 @@ fn loss_and_grad_typed<'py, T: Element + Real>(
     let target_slice = as_slice(&target);
     let mask_slice = mask.as_ref().map(as_slice);
     let (loss, g) = detached(py, || {
-        ctrnn::loss_and_grad(&params, model, &seq, target_slice, truncation, mask_slice)
+        ctrnn::loss_and_grad_with_options(
+            &params,
+            model,
+            &seq,
+            target_slice,
+            truncation,
+            mask_slice,
+            options,
+        )
     })?;
     let grads = PyDict::new(py);
     grads.set_item("W", to_numpy(py, g.w, &[n, n])?)?;
@@ -271,7 +309,7 @@ fn loss_and_grad_typed<'py, T: Element + Real>(
 /// (adjoint BPTT, cut every `truncation` frames when given). `mask` [N,N] zeroes the gradient of
 /// absent synapses. Returns (loss, {"W", "tau", "theta", "gain", "U", "V", "c", "s0"}).
 #[pyfunction]
-#[pyo3(signature = (w, tau, theta, gain, u, v, c, x, dts, s0, target, substeps, activation, integrator, truncation=None, mask=None))]
+#[pyo3(signature = (w, tau, theta, gain, u, v, c, x, dts, s0, target, substeps, activation, integrator, truncation=None, mask=None, sparse=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn ctrnn_loss_and_grad<'py>(
     py: Python<'py>,
@@ -291,13 +329,20 @@ pub fn ctrnn_loss_and_grad<'py>(
     integrator: &str,
     truncation: Option<usize>,
     mask: Option<&Bound<'py, PyAny>>,
+    sparse: bool,
+    threads: Option<usize>,
 ) -> PyResult<(f64, Bound<'py, PyDict>)> {
     let model = model(py, activation, integrator)?;
+    let options = options(py, sparse, threads)?;
     if is_f64(x) {
         let arrays = borrow_all::<f64>(py, w, tau, theta, gain, u, v, c, x, dts, s0)?;
-        loss_and_grad_typed(py, arrays, target, mask, substeps, truncation, model)
+        loss_and_grad_typed(
+            py, arrays, target, mask, substeps, truncation, model, options,
+        )
     } else {
         let arrays = borrow_all::<f32>(py, w, tau, theta, gain, u, v, c, x, dts, s0)?;
-        loss_and_grad_typed(py, arrays, target, mask, substeps, truncation, model)
+        loss_and_grad_typed(
+            py, arrays, target, mask, substeps, truncation, model, options,
+        )
     }
 }

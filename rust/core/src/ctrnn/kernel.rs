@@ -11,6 +11,7 @@
 // The kernels index several per-neuron arrays with one index; iterator chains would hide the maths.
 #![allow(clippy::needless_range_loop)]
 
+use super::sparse::Csr;
 use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::error::{CoreError, CoreResult};
 use crate::float_env::FlushDenormals;
@@ -117,6 +118,26 @@ fn ranges(batch: usize, parts: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// How a call stores the recurrent weights and how many threads it may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Threads over which batch rows are split (when the call is large enough).
+    pub threads: usize,
+    /// Use the CSR kernels: the products cost one multiply-add per synapse (the mask's non-zero
+    /// entries, or W's when there is no mask) instead of N².
+    pub sparse: bool,
+}
+
+impl Options {
+    /// Dense kernels over [`default_threads`].
+    pub fn dense() -> Self {
+        Options {
+            threads: default_threads(),
+            sparse: false,
+        }
+    }
+}
+
 /// Run a batch of sequences from `seq.s0`, splitting batch rows over [`default_threads`].
 pub fn forward<T: Real>(
     p: &ParamsRef<'_, T>,
@@ -137,18 +158,53 @@ pub fn forward_with_threads<T: Real>(
     return_states: bool,
     threads: usize,
 ) -> CoreResult<ForwardOutput<T>> {
+    let options = Options {
+        threads,
+        sparse: false,
+    };
+    forward_with_options(p, model, seq, return_states, None, options)
+}
+
+fn check_mask<T: Real>(p: &ParamsRef<'_, T>, mask: Option<&[T]>) -> CoreResult<()> {
+    if let Some(m) = mask {
+        if m.len() != p.n_neurons * p.n_neurons {
+            return Err(CoreError::shape(
+                "mask",
+                format!("[{0}, {0}]", p.n_neurons),
+                format!("{} values", m.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`forward`] with explicit [`Options`]; `mask` gives the synapses of the sparse kernels
+/// (without one, the non-zero entries of W).
+pub fn forward_with_options<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    return_states: bool,
+    mask: Option<&[T]>,
+    options: Options,
+) -> CoreResult<ForwardOutput<T>> {
     p.validate()?;
     seq.validate(p)?;
-    let parts = parts_for(p, seq, threads);
+    check_mask(p, mask)?;
+    let csr = options
+        .sparse
+        .then(|| Csr::from_dense(p.w, mask, p.n_neurons));
+    let sparse = csr.as_ref();
+    let parts = parts_for(p, seq, options.threads);
     if parts <= 1 {
-        return Ok(forward_on_this_thread(p, model, seq, return_states));
+        return Ok(forward_on_this_thread(p, model, seq, return_states, sparse));
     }
     let pieces: Vec<ForwardOutput<T>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges(seq.batch, parts)
             .into_iter()
             .map(|(start, end)| {
                 let part = rows_of(p, seq, start, end);
-                scope.spawn(move || forward_on_this_thread(p, model, &part, return_states))
+                scope.spawn(move || forward_on_this_thread(p, model, &part, return_states, sparse))
             })
             .collect();
         handles
@@ -180,16 +236,17 @@ fn forward_on_this_thread<T: Real>(
     model: Model,
     seq: &Sequence<'_, T>,
     return_states: bool,
+    sparse: Option<&Csr<T>>,
 ) -> ForwardOutput<T> {
     let _flush = FlushDenormals::new();
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { forward_avx2(p, model, seq, return_states) };
+            return unsafe { forward_avx2(p, model, seq, return_states, sparse) };
         }
     }
-    forward_body::<T, Plain>(p, model, seq, return_states)
+    forward_body::<T, Plain>(p, model, seq, return_states, sparse)
 }
 
 /// Mean squared error over (batch, frames, outputs) of the outputs against `targets`
@@ -216,6 +273,25 @@ pub fn loss_and_grad_with_threads<T: Real>(
     truncation: Option<usize>,
     mask: Option<&[T]>,
     threads: usize,
+) -> CoreResult<(f64, Gradients<T>)> {
+    let options = Options {
+        threads,
+        sparse: false,
+    };
+    loss_and_grad_with_options(p, model, seq, targets, truncation, mask, options)
+}
+
+/// [`loss_and_grad`] with explicit [`Options`]. With `options.sparse`, the synapses are the
+/// non-zero entries of `mask` (or of W without a mask) and every product costs one multiply-add
+/// per synapse; the result equals the dense kernels' on the same mask to round-off.
+pub fn loss_and_grad_with_options<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+    targets: &[T],
+    truncation: Option<usize>,
+    mask: Option<&[T]>,
+    options: Options,
 ) -> CoreResult<(f64, Gradients<T>)> {
     p.validate()?;
     seq.validate(p)?;
@@ -245,23 +321,19 @@ pub fn loss_and_grad_with_threads<T: Real>(
             "must be None (full BPTT) or an integer >= 1, got 0",
         ));
     }
-    if let Some(m) = mask {
-        if m.len() != p.n_neurons * p.n_neurons {
-            return Err(CoreError::shape(
-                "mask",
-                format!("[{0}, {0}]", p.n_neurons),
-                format!("{} values", m.len()),
-            ));
-        }
-    }
+    check_mask(p, mask)?;
     if seq.frames == 0 {
         return Ok((0.0, Gradients::zeros(p, seq.batch)));
     }
+    let csr = options
+        .sparse
+        .then(|| Csr::from_dense(p.w, mask, p.n_neurons));
+    let sparse = csr.as_ref();
     let count = expected as f64;
-    let parts = parts_for(p, seq, threads);
+    let parts = parts_for(p, seq, options.threads);
     if parts <= 1 {
         return Ok(loss_and_grad_on_this_thread(
-            p, model, seq, targets, truncation, mask, count,
+            p, model, seq, targets, truncation, mask, count, sparse,
         ));
     }
     let per_row = seq.frames * p.n_outputs;
@@ -280,6 +352,7 @@ pub fn loss_and_grad_with_threads<T: Real>(
                         truncation,
                         mask,
                         count,
+                        sparse,
                     )
                 })
             })
@@ -320,16 +393,19 @@ fn loss_and_grad_on_this_thread<T: Real>(
     truncation: Option<usize>,
     mask: Option<&[T]>,
     count: f64,
+    sparse: Option<&Csr<T>>,
 ) -> (f64, Gradients<T>) {
     let _flush = FlushDenormals::new();
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { loss_and_grad_avx2(p, model, seq, targets, truncation, mask, count) };
+            return unsafe {
+                loss_and_grad_avx2(p, model, seq, targets, truncation, mask, count, sparse)
+            };
         }
     }
-    loss_and_grad_body::<T, Plain>(p, model, seq, targets, truncation, mask, count)
+    loss_and_grad_body::<T, Plain>(p, model, seq, targets, truncation, mask, count, sparse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -339,8 +415,9 @@ unsafe fn forward_avx2<T: Real>(
     model: Model,
     seq: &Sequence<'_, T>,
     return_states: bool,
+    sparse: Option<&Csr<T>>,
 ) -> ForwardOutput<T> {
-    forward_body::<T, Fused>(p, model, seq, return_states)
+    forward_body::<T, Fused>(p, model, seq, return_states, sparse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -354,8 +431,9 @@ unsafe fn loss_and_grad_avx2<T: Real>(
     truncation: Option<usize>,
     mask: Option<&[T]>,
     count: f64,
+    sparse: Option<&Csr<T>>,
 ) -> (f64, Gradients<T>) {
-    loss_and_grad_body::<T, Fused>(p, model, seq, targets, truncation, mask, count)
+    loss_and_grad_body::<T, Fused>(p, model, seq, targets, truncation, mask, count, sparse)
 }
 
 /// Per-frame constants of the integrator (they change only when the frame duration does).
@@ -401,7 +479,9 @@ impl<T: Real> FrameCoefficients<T> {
 }
 
 /// Scratch space for one batch of states, and the transposed weights the row kernels read.
-struct Scratch<T> {
+struct Scratch<'c, T> {
+    /// The CSR weights when the call runs the sparse kernels.
+    sparse: Option<&'c Csr<T>>,
     /// Wᵀ (N×N) and Uᵀ (n_in×N), made once per call.
     wt: Vec<T>,
     ut: Vec<T>,
@@ -416,12 +496,17 @@ struct Scratch<T> {
     slope_sum: Vec<T>,
 }
 
-impl<T: Real> Scratch<T> {
-    fn new(p: &ParamsRef<'_, T>, batch: usize) -> Self {
+impl<'c, T: Real> Scratch<'c, T> {
+    fn new(p: &ParamsRef<'_, T>, batch: usize, sparse: Option<&'c Csr<T>>) -> Self {
         let (n, n_in) = (p.n_neurons, p.n_inputs);
         let bn = batch * n;
         Scratch {
-            wt: linalg::transpose(p.w, n, n),
+            sparse,
+            wt: if sparse.is_some() {
+                Vec::new()
+            } else {
+                linalg::transpose(p.w, n, n)
+            },
             ut: linalg::transpose(p.u, n, n_in),
             ux: vec![T::ZERO; bn],
             xk: vec![T::ZERO; batch * n_in],
@@ -439,7 +524,7 @@ fn prepare_frame<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     seq: &Sequence<'_, T>,
     k: usize,
-    s: &mut Scratch<T>,
+    s: &mut Scratch<'_, T>,
 ) {
     let (n, n_in, frames) = (p.n_neurons, p.n_inputs, seq.frames);
     if n_in == 0 {
@@ -463,6 +548,7 @@ fn evaluate_drive<T: Real, I: Isa>(
     point: &[T],
     ux: &[T],
     wt: &[T],
+    sparse: Option<&Csr<T>>,
     rate: &mut [T],
     drive: &mut [T],
 ) {
@@ -486,7 +572,10 @@ fn evaluate_drive<T: Real, I: Isa>(
         Activation::Relu => rates!(Activation::Relu),
         Activation::Identity => rates!(Activation::Identity),
     }
-    linalg::rows_times_transposed::<T, I>(drive, rate, p.w, wt, batch, n, n);
+    match sparse {
+        Some(csr) => csr.times_rows(drive, rate, batch),
+        None => linalg::rows_times_transposed::<T, I>(drive, rate, p.w, wt, batch, n, n),
+    }
     for (d, u) in drive.iter_mut().zip(ux) {
         *d += *u;
     }
@@ -507,7 +596,7 @@ fn substep<T: Real, I: Isa>(
     batch: usize,
     coef: &FrameCoefficients<T>,
     state: &mut [T],
-    scratch: &mut Scratch<T>,
+    scratch: &mut Scratch<'_, T>,
     record: Option<StageRecord<'_, T>>,
 ) {
     let n = p.n_neurons;
@@ -528,6 +617,7 @@ fn substep<T: Real, I: Isa>(
                 state,
                 &scratch.ux,
                 &scratch.wt,
+                scratch.sparse,
                 rate,
                 drive,
             );
@@ -574,6 +664,7 @@ fn substep<T: Real, I: Isa>(
                     &scratch.point,
                     &scratch.ux,
                     &scratch.wt,
+                    scratch.sparse,
                     rate,
                     drive,
                 );
@@ -618,6 +709,7 @@ fn forward_body<T: Real, I: Isa>(
     model: Model,
     seq: &Sequence<'_, T>,
     return_states: bool,
+    sparse: Option<&Csr<T>>,
 ) -> ForwardOutput<T> {
     let (n, n_out, batch, frames) = (p.n_neurons, p.n_outputs, seq.batch, seq.frames);
     let mut state = seq.s0.to_vec();
@@ -627,7 +719,7 @@ fn forward_body<T: Real, I: Isa>(
     } else {
         None
     };
-    let mut scratch = Scratch::new(p, batch);
+    let mut scratch = Scratch::new(p, batch, sparse);
     let mut coef = FrameCoefficients::new(n);
     for k in 0..frames {
         coef.update(model.integrator, p.tau, seq.dts[k], seq.substeps);
@@ -689,17 +781,22 @@ impl<T: Real> WeightGradientBuffer<T> {
     }
 
     /// Make room for `rows` more rows; returns the first row index to write to.
-    fn reserve(&mut self, rows: usize, grad_w: &mut [T]) -> usize {
+    fn reserve(&mut self, rows: usize, grad_w: &mut [T], sparse: Option<&Csr<T>>) -> usize {
         if self.rows + rows > self.capacity {
-            self.flush(grad_w);
+            self.flush(grad_w, sparse);
         }
         let start = self.rows;
         self.rows += rows;
         start
     }
 
-    fn flush(&mut self, grad_w: &mut [T]) {
-        linalg::add_transposed_product(grad_w, &self.mu, &self.rate, self.rows, self.n, self.n);
+    fn flush(&mut self, grad_w: &mut [T], sparse: Option<&Csr<T>>) {
+        match sparse {
+            Some(csr) => csr.add_gradient(grad_w, &self.mu, &self.rate, self.rows),
+            None => linalg::add_transposed_product(
+                grad_w, &self.mu, &self.rate, self.rows, self.n, self.n,
+            ),
+        }
         self.rows = 0;
     }
 }
@@ -719,9 +816,13 @@ fn drive_vjp<T: Real, I: Isa>(
     back: &mut [T],
     lambda_out: &mut [T],
     grads: &mut Gradients<T>,
+    sparse: Option<&Csr<T>>,
 ) {
     let n = p.n_neurons;
-    linalg::rows_times::<T, I>(back, mu, p.w, batch, n, n);
+    match sparse {
+        Some(csr) => csr.transposed_times_rows(back, mu, batch),
+        None => linalg::rows_times::<T, I>(back, mu, p.w, batch, n, n),
+    }
     for b in 0..batch {
         let row = b * n;
         for j in 0..n {
@@ -738,6 +839,7 @@ fn drive_vjp<T: Real, I: Isa>(
 /// The loss (normalised by `count`, the element count of the whole batch when this is one block
 /// of it) and its gradient for the rows of `seq`, on the calling thread.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn loss_and_grad_body<T: Real, I: Isa>(
     p: &ParamsRef<'_, T>,
     model: Model,
@@ -746,6 +848,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
     truncation: Option<usize>,
     mask: Option<&[T]>,
     count: f64,
+    sparse: Option<&Csr<T>>,
 ) -> (f64, Gradients<T>) {
     let (n, n_in, n_out) = (p.n_neurons, p.n_inputs, p.n_outputs);
     let (batch, frames, substeps) = (seq.batch, seq.frames, seq.substeps);
@@ -772,7 +875,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
     let mut boundary = vec![T::ZERO; (frames + 1) * bn];
     boundary[..bn].copy_from_slice(seq.s0);
     let mut y = vec![T::ZERO; batch * frames * n_out];
-    let mut scratch = Scratch::new(p, batch);
+    let mut scratch = Scratch::new(p, batch, sparse);
     let mut coef = FrameCoefficients::new(n);
     {
         let mut state = seq.s0.to_vec();
@@ -849,7 +952,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
         let (first_row, frame_base) = if store_all {
             (k * rows_per_frame, k * frame_values)
         } else {
-            let first_row = wbuf.reserve(rows_per_frame, &mut grads.w);
+            let first_row = wbuf.reserve(rows_per_frame, &mut grads.w, sparse);
             state.copy_from_slice(&boundary[k * bn..(k + 1) * bn]);
             for m in 0..substeps {
                 let span = m * stages * bn..(m + 1) * stages * bn;
@@ -916,6 +1019,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
                         &mut back,
                         &mut lambda_next,
                         &mut grads,
+                        sparse,
                     );
                     for (s, v) in mu_sum.iter_mut().zip(mu) {
                         *s += *v;
@@ -964,6 +1068,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
                             &mut back,
                             &mut stage_bar,
                             &mut grads,
+                            sparse,
                         );
                         for (s, v) in mu_sum.iter_mut().zip(mu) {
                             *s += *v;
@@ -1008,7 +1113,7 @@ fn loss_and_grad_body<T: Real, I: Isa>(
             }
         }
     }
-    wbuf.flush(&mut grads.w);
+    wbuf.flush(&mut grads.w, sparse);
     if let Some(m) = mask {
         for (g, keep) in grads.w.iter_mut().zip(m) {
             if *keep == T::ZERO {

@@ -11,10 +11,11 @@
 //! truncated every K frames. See `docs/ctrnn.md` for the full statement of the model.
 
 mod kernel;
+pub mod sparse;
 
 pub use kernel::{
-    default_threads, forward, forward_with_threads, loss_and_grad, loss_and_grad_with_threads,
-    ForwardOutput, Gradients,
+    default_threads, forward, forward_with_options, forward_with_threads, loss_and_grad,
+    loss_and_grad_with_options, loss_and_grad_with_threads, ForwardOutput, Gradients, Options,
 };
 
 use crate::error::{CoreError, CoreResult};
