@@ -44,8 +44,8 @@ test-rust:
 	RNNLAB_BPTT_MEMORY_MB=0 cargo test -p rnnlab-core --test ctrnn_gradients
 
 lint: $(DEPS_STAMP)
-	$(BIN)/ruff check python tests benches
-	$(BIN)/ruff format --check python tests benches
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
 
 test-python: build
 	$(PY) -m mypy.stubtest rnnlab._native
