@@ -14,8 +14,11 @@ recorded in ``extra_info`` and printed with the load average (not asserted).
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,7 +80,13 @@ def _ddp_step_fn(rank: int, data: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _rank1(port: int, steps: int, data: dict[str, Any]) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=1, world_size=2)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=1,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         step, _ = _ddp_step_fn(1, data)
         for _ in range(steps):
@@ -128,11 +137,23 @@ def test_torch_ddp(benchmark: Any) -> None:
         }
     )
     port = free_port()
+    # The spawned child imports this module by name (benches.test_backends_ddp) to find _rank1:
+    # make it importable there (pytest's importlib mode does not put the repository root on
+    # sys.path; spawn copies sys.path to the child).
+    here = str(Path(__file__).resolve().parents[1])
+    if here not in sys.path:
+        sys.path.insert(0, here)
     steps = 1 + 1 + ROUNDS  # check + warm-up + timed rounds, in lockstep with rank 1
     child = mp.get_context("spawn").Process(target=_rank1, args=(port, steps, data))
     child.start()
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=2)
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=0,
+            world_size=2,
+            timeout=datetime.timedelta(seconds=60),  # fail, not hang, if rank 1 never comes
+        )
         try:
             step, model = _ddp_step_fn(0, data)
             with torch.no_grad():
