@@ -9,6 +9,7 @@ pub mod error;
 pub mod feed_protocol;
 pub mod float_env;
 pub mod linalg;
+pub mod microcircuit;
 pub mod optim;
 pub mod real;
 
