@@ -728,11 +728,13 @@ fn step(
                 o[R][pre]
             };
             let bo = o[B][h];
-            let xi = o[XI][h];
             let gain = dt * cfg.eta_bw[h];
             let alpha = cfg.alpha[h];
+            // s.b: presynaptic rate, s.a: noise (PAL) or residual (DTPDRL)
+            s.b[..cols].copy_from_slice(&row[rate_at..rate_at + cols]);
             match cfg.model {
                 BackwardModel::Pal => {
+                    s.a[..rows].copy_from_slice(&row[o[XI][h]..o[XI][h] + rows]);
                     if cfg.regularizer == Regularizer::Varphi {
                         for i in 0..rows {
                             s.d_post[i] = cfg.activations[h].derivative(row[o[U_BREVE][h] + i]);
@@ -740,20 +742,36 @@ fn step(
                         for k in 0..cols {
                             s.d_pre[k] = cfg.activations[pre].derivative(row[o[U_BREVE][pre] + k]);
                         }
-                    }
-                    for i in 0..rows {
-                        let noise = row[xi + i];
+                    } else if cfg.regularizer == Regularizer::Gate {
                         for k in 0..cols {
-                            let rate = row[rate_at + k];
-                            let weight = row[bo + i * cols + k];
-                            let decay = match cfg.regularizer {
-                                Regularizer::Plain => alpha * weight,
-                                Regularizer::Gate => {
-                                    alpha * weight * if rate > 0.0 { 1.0 } else { 0.0 }
+                            s.d_pre[k] = if s.b[k] > 0.0 { 1.0 } else { 0.0 };
+                        }
+                    }
+                    let weights = &mut row[bo..bo + rows * cols];
+                    let rates = &s.b[..cols];
+                    for (i, w_row) in weights.chunks_exact_mut(cols).enumerate() {
+                        let noise = s.a[i];
+                        match cfg.regularizer {
+                            Regularizer::Plain => {
+                                for (w, &rate) in w_row.iter_mut().zip(rates) {
+                                    *w += gain * (noise * rate - alpha * *w);
                                 }
-                                Regularizer::Varphi => alpha * (s.d_post[i] * weight * s.d_pre[k]),
-                            };
-                            row[bo + i * cols + k] = weight + gain * (noise * rate - decay);
+                            }
+                            Regularizer::Gate => {
+                                for ((w, &rate), &mask) in
+                                    w_row.iter_mut().zip(rates).zip(&s.d_pre[..cols])
+                                {
+                                    *w += gain * (noise * rate - alpha * *w * mask);
+                                }
+                            }
+                            Regularizer::Varphi => {
+                                let dp = s.d_post[i];
+                                for ((w, &rate), &dq) in
+                                    w_row.iter_mut().zip(rates).zip(&s.d_pre[..cols])
+                                {
+                                    *w += gain * (noise * rate - alpha * (dp * *w * dq));
+                                }
+                            }
                         }
                     }
                 }
@@ -762,20 +780,21 @@ fn step(
                     if !cfg.pyr_hi_pass {
                         let pop = lay.pop(h);
                         let n_pop = lay.n[lay.top(pop)];
-                        matvec(row, o[BPI][h], o[RI][pop], rows, n_pop, &mut s.b);
+                        matvec(row, o[BPI][h], o[RI][pop], rows, n_pop, &mut s.d_post);
                         for i in 0..rows {
-                            s.a[i] += s.b[i];
+                            s.a[i] += s.d_post[i];
                         }
                     }
-                    let decay_gain = dt * cfg.eta_bw[h] * alpha;
                     for i in 0..rows {
-                        let residual = s.a[i] - row[xi + i];
-                        for k in 0..cols {
-                            let rate = row[rate_at + k];
-                            let weight = row[bo + i * cols + k];
-                            let delta =
-                                -dt * cfg.eta_bw[h] * (residual * rate) - decay_gain * weight;
-                            row[bo + i * cols + k] = weight + delta;
+                        s.a[i] -= row[o[XI][h] + i];
+                    }
+                    let decay_gain = dt * cfg.eta_bw[h] * alpha;
+                    let step_gain = -dt * cfg.eta_bw[h];
+                    let weights = &mut row[bo..bo + rows * cols];
+                    for (i, w_row) in weights.chunks_exact_mut(cols).enumerate() {
+                        let residual = s.a[i];
+                        for (w, &rate) in w_row.iter_mut().zip(&s.b[..cols]) {
+                            *w += step_gain * (residual * rate) - decay_gain * *w;
                         }
                     }
                 }
@@ -789,11 +808,12 @@ fn step(
             let n_pop = lay.n[lay.top(pop)];
             let gain = -dt * cfg.eta_pi[h];
             let bo = o[BPI][h];
-            for i in 0..lay.n[h] {
-                let v_old = s.old[o[VAPI][h] + i];
-                for m in 0..n_pop {
-                    let at = bo + i * n_pop + m;
-                    row[at] += gain * (v_old * s.old[o[RI][pop] + m]);
+            let v_old = &s.old[o[VAPI][h]..o[VAPI][h] + lay.n[h]];
+            let r_old = &s.old[o[RI][pop]..o[RI][pop] + n_pop];
+            let weights = &mut row[bo..bo + lay.n[h] * n_pop];
+            for (w_row, &v) in weights.chunks_exact_mut(n_pop).zip(v_old) {
+                for (w, &r) in w_row.iter_mut().zip(r_old) {
+                    *w += gain * (v * r);
                 }
             }
         }
@@ -802,11 +822,15 @@ fn step(
             let (rows, cols) = (lay.n[top], lay.n[inp]);
             let gain = dt * cfg.eta_ip[j];
             let act = cfg.activations[top];
-            let wo = o[WIP][j];
             for i in 0..rows {
-                let post = row[o[RI][j] + i] - act.value(k_inter * s.old[o[VDEN][j] + i]);
-                for k in 0..cols {
-                    row[wo + i * cols + k] += gain * (post * s.old[o[R][inp] + k]);
+                s.a[i] = row[o[RI][j] + i] - act.value(k_inter * s.old[o[VDEN][j] + i]);
+            }
+            let r_old = &s.old[o[R][inp]..o[R][inp] + cols];
+            let wo = o[WIP][j];
+            let weights = &mut row[wo..wo + rows * cols];
+            for (w_row, &post) in weights.chunks_exact_mut(cols).zip(&s.a[..rows]) {
+                for (w, &r) in w_row.iter_mut().zip(r_old) {
+                    *w += gain * (post * r);
                 }
             }
         }
@@ -818,24 +842,36 @@ fn step(
             let gain = dt * cfg.eta_fw[l];
             let act = cfg.activations[l];
             let pre = if l == 0 { r0 } else { o[R][l - 1] };
-            let (wo, fo) = (o[W][l], o[F][l]);
             for i in 0..rows {
                 let vb_old = s.old[o[VBAS][l] + i];
-                let post = if cfg.use_activation {
+                s.a[i] = if cfg.use_activation {
                     row[o[R][l] + i] - act.value(k_gain * vb_old)
                 } else {
                     row[o[U_BREVE][l] + i] - k_gain * vb_old
                 };
-                for k in 0..cols {
-                    let dw = gain * (post * s.old[pre + k]);
-                    let at = i * cols + k;
-                    if cfg.dwpp_low_pass {
-                        let f = row[fo + at];
-                        let f_new = f + dt / cfg.tau_lo * (dw - f);
-                        row[fo + at] = f_new;
-                        row[wo + at] += f_new;
-                    } else {
-                        row[wo + at] += dw;
+            }
+            let r_old = &s.old[pre..pre + cols];
+            let (wo, fo) = (o[W][l], o[F][l]);
+            let len = rows * cols;
+            // the W block precedes the F block in the layout
+            let (head, tail) = row.split_at_mut(fo);
+            let weights = &mut head[wo..wo + len];
+            let filtered = &mut tail[..len];
+            let lo = dt / cfg.tau_lo;
+            for ((w_row, f_row), &post) in weights
+                .chunks_exact_mut(cols)
+                .zip(filtered.chunks_exact_mut(cols))
+                .zip(&s.a[..rows])
+            {
+                if cfg.dwpp_low_pass {
+                    for ((w, f), &r) in w_row.iter_mut().zip(f_row.iter_mut()).zip(r_old) {
+                        let dw = gain * (post * r);
+                        *f += lo * (dw - *f);
+                        *w += *f;
+                    }
+                } else {
+                    for (w, &r) in w_row.iter_mut().zip(r_old) {
+                        *w += gain * (post * r);
                     }
                 }
             }
