@@ -239,7 +239,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
         else:
             values[key] = default
             if not key.startswith("rec_"):
-                shown = "derived" if default is None else json.dumps(default)
+                shown = "(derived, see below)" if default is None else json.dumps(default)
+                if key == "Tbw":
+                    shown = "none (all hidden layers noisy at once)"
                 notes.append(f"{key}: missing, using default {shown}")
     v = values
 
@@ -297,8 +299,17 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
         model = MODEL_ALIASES[model]
     v["model_type"] = _choice("model_type", model, MODEL_TYPES)
     v["bw_connection_mode"] = _choice("bw_connection_mode", v["bw_connection_mode"], CONNECTION_MODES)
+    if "noise_type" not in raw and ("tausyn" in raw or "Tbw" in raw):
+        v["noise_type"] = "hold_white_noise"
+        notes.append("noise_type: seed-era params (tausyn/Tbw): held white noise, as the seed did")
     v["noise_type"] = _choice("noise_type", v["noise_type"], NOISE_TYPES)
     v["OU_variance"] = _choice("OU_variance", v["OU_variance"], OU_VARIANCES)
+    if v["noise_mode"] == "uP_adaptive":
+        notes.append(
+            "noise_mode: 'uP_adaptive' (seed era) runs as 'uP'; the adaptive switch-off by "
+            "noise_deg/taueps is not implemented"
+        )
+        v["noise_mode"] = "uP"
     v["noise_mode"] = _choice("noise_mode", v["noise_mode"], NOISE_MODES)
     v["noise_deg"] = _number("noise_deg", v["noise_deg"])
     v["input_signal"] = _choice("input_signal", v["input_signal"], ("step",))

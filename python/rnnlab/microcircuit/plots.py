@@ -61,6 +61,7 @@ def plot_result(result: Any, folder: str | Path) -> list[Path]:
 
     if "MSE" in series:
         window = max(1, round(10 * params["Tpres"] / (params["rec_per_steps"] * params["dt"])))
+        window = min(window, series["MSE"].shape[1])
         fig, ax = plt.subplots(figsize=(6, 4))
         for b, seed in enumerate(seeds):
             values = series["MSE"][b]
