@@ -66,8 +66,10 @@ def _compare(params, steps, *, with_target=True, flags=(True, True, True), step0
 def test_counter_normals_match_the_kernel_generator():
     for seed, step in ((0, 0), (123, 99), (2**40 + 7, 10**9)):
         np.testing.assert_allclose(
-            _native.microcircuit_normals(seed, step, 37), counter_normals(seed, step, 37),
-            rtol=1e-14, atol=1e-15,
+            _native.microcircuit_normals(seed, step, 37),
+            counter_normals(seed, step, 37),
+            rtol=1e-14,
+            atol=1e-15,
         )
     many = counter_normals(9, 4, 100_000)
     assert abs(many.mean()) < 0.02
@@ -91,7 +93,11 @@ def test_fast_equals_reference(model, noise_type, topology):
         {"noise_mode": "vapi", "varphi_regularizer": True, "model_type": "PAL"},
         {"pyr_hi_pass": False, "model_type": "DTPDRL", "inter_low_pass": True},
         {"dWPP_use_activation": False, "dWPP_low_pass": False, "taur": 0.0, "model_type": "PAL"},
-        {"activation": ["relu", "hard_sigmoid", "linear"], "model_type": "PAL", "OU_variance": "sigma^2"},
+        {
+            "activation": ["relu", "hard_sigmoid", "linear"],
+            "model_type": "PAL",
+            "OU_variance": "sigma^2",
+        },
     ],
 )
 def test_fast_equals_reference_options(overrides):

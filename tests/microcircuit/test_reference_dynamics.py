@@ -48,13 +48,19 @@ def _hand_steady_state(a, b, c, d, e, x, target=None):
 @pytest.mark.parametrize("target", [None, 0.7])
 def test_linear_steady_state_matches_hand_solution(target):
     a, b, c, d, e, x = 1.3, -0.8, 0.5, -0.2, 0.9, 0.6
-    opts, layout, state, views = _one_one_one(a, b, c, d, e)
+    opts, layout, state, _views = _one_one_one(a, b, c, d, e)
     steps = 20_000
     inputs = np.full((1, steps, 1), x)
     targets = None if target is None else np.full((1, steps, 1), target)
     fast_state = state.copy()
     FastKernel(opts, layout).run(
-        fast_state, inputs, targets, seeds=[3], step0=0, learn_fw=False, learn_lat=False,
+        fast_state,
+        inputs,
+        targets,
+        seeds=[3],
+        step0=0,
+        learn_fw=False,
+        learn_lat=False,
         learn_bw=False,
     )
     u1, u2, uI = _hand_steady_state(a, b, c, d, e, x, target)
@@ -79,23 +85,40 @@ def test_hidden_steady_state_formula():
     )
     v = layout.views(state[0])
     gh = GL + GBAS + GAPI
-    np.testing.assert_allclose(v["u"][0], GBAS / gh * v["vbas"][0] + GAPI / gh * v["vapi"][0], atol=1e-9)
+    np.testing.assert_allclose(
+        v["u"][0], GBAS / gh * v["vbas"][0] + GAPI / gh * v["vapi"][0], atol=1e-9
+    )
     np.testing.assert_allclose(v["u"][1], GBAS / (GL + GBAS) * v["vbas"][1], atol=1e-9)
     gi = GL + GDEN + GNI
-    np.testing.assert_allclose(v["uI"][0], (GDEN * v["vden"][0] + GNI * v["u_breve"][1]) / gi, atol=1e-9)
+    np.testing.assert_allclose(
+        v["uI"][0], (GDEN * v["vden"][0] + GNI * v["u_breve"][1]) / gi, atol=1e-9
+    )
 
 
 def test_self_predicting_state_silences_the_apical_compartment():
     params = params_from_dict(
-        {"layers": [5, 20, 10, 20, 5], "activation": "logistic", "model_type": "FA",
-         "init_in_SPS": True, "random_seed": [1, 2]}
+        {
+            "layers": [5, 20, 10, 20, 5],
+            "activation": "logistic",
+            "model_type": "FA",
+            "init_in_SPS": True,
+            "random_seed": [1, 2],
+        }
     )
     opts, layout, state = init_batch(params, params.seeds)
     x = np.random.default_rng(0).uniform(0, 1, (2, 1, 5))
     inputs = np.repeat(x, 800, axis=1)
     reference_run(
-        opts, layout, state, inputs, None, seeds=params.seeds, step0=0, learn_fw=False,
-        learn_lat=False, learn_bw=False,
+        opts,
+        layout,
+        state,
+        inputs,
+        None,
+        seeds=params.seeds,
+        step0=0,
+        learn_fw=False,
+        learn_lat=False,
+        learn_bw=False,
     )
     for b in range(2):
         v = layout.views(state[b])
@@ -106,8 +129,16 @@ def test_self_predicting_state_silences_the_apical_compartment():
     # with a target the output moves and the apical compartments carry the error
     targets = np.full((2, 800, 5), 0.9)
     reference_run(
-        opts, layout, state, inputs, targets, seeds=params.seeds, step0=800, learn_fw=False,
-        learn_lat=False, learn_bw=False,
+        opts,
+        layout,
+        state,
+        inputs,
+        targets,
+        seeds=params.seeds,
+        step0=800,
+        learn_fw=False,
+        learn_lat=False,
+        learn_bw=False,
     )
     assert np.max(np.abs(layout.views(state[0])["vapi"][2])) > 1e-3
 

@@ -57,8 +57,17 @@ def test_fw_bw_series_shapes_and_teacher():
 
 
 def test_reference_backend_gives_the_same_run():
-    small = {**SMALL, "epochs": 1, "layers": [2, 2, 1], "eta_fw": [1.0, 1.0], "eta_bw": [5.0],
-             "eta_IP": [1.0], "eta_PI": [0.5], "alpha": [1e-3], "noise_scale": [0.05]}
+    small = {
+        **SMALL,
+        "epochs": 1,
+        "layers": [2, 2, 1],
+        "eta_fw": [1.0, 1.0],
+        "eta_bw": [5.0],
+        "eta_IP": [1.0],
+        "eta_PI": [0.5],
+        "alpha": [1e-3],
+        "noise_scale": [0.05],
+    }
     params = params_from_dict(small)
     fast = run_task(params, "fw_bw", backend="fast", progress=False, log=lambda _m: None)
     ref = run_task(params, "fw_bw", backend="reference", progress=False, log=lambda _m: None)
@@ -79,18 +88,46 @@ def test_bw_only_keeps_w_fixed_and_learns_b():
 def test_cli_run_save_load_replot_round_trip(tmp_path):
     folder = tmp_path / "run01"
     folder.mkdir()
-    (folder / "params.json").write_text(json.dumps({**SMALL, "epochs": 1}))
-    args = ["microcircuit", "run", "--params", str(folder / "params.json"), "--task", "fw_bw",
-            "--no-progress"]
-    assert rnnlab_main(args) == 0
-    for name in ("results.npz", "model.npz", "run.log", "MSE.png", "WPP_layer0.png",
-                 "BPP_layer0.png", "WIP_layer0.png", "BPI_layer1.png",
-                 "angle_B_WT_layer0.png", "angle_B_WT_layer1_mean.png"):
+    one_hidden = {
+        **SMALL,
+        "epochs": 1,
+        "layers": [2, 2, 1],
+        "eta_fw": [1.0, 1.0],
+        "eta_bw": [5.0],
+        "eta_IP": [1.0],
+        "eta_PI": [0.5],
+        "alpha": [1e-3],
+        "noise_scale": [0.05],
+    }
+    (folder / "params.json").write_text(json.dumps(one_hidden))
+    args = [
+        "microcircuit",
+        "run",
+        "--params",
+        str(folder / "params.json"),
+        "--task",
+        "fw_bw",
+        "--no-progress",
+    ]
+    assert rnnlab_main([*args, "--no-plots"]) == 0
+    for name in ("results.npz", "model.npz", "run.log"):
         assert (folder / name).exists(), name
+    assert not (folder / "MSE.png").exists()
     saved = dict(np.load(folder / "results.npz"))
-    (folder / "MSE.png").unlink()
     assert rnnlab_main([*args, "--load", str(folder / "model.npz")]) == 0
-    assert (folder / "MSE.png").exists()
+    for name in (
+        "MSE.png",
+        "WPP_layer0.png",
+        "WPP_layer1.png",
+        "BPP_layer0.png",
+        "WIP_layer0.png",
+        "BPI_layer0.png",
+        "angle_B_WT_layer0.png",
+        "angle_B_WT_layer0_mean.png",
+        "angle_B_RHS_layer0_mean.png",
+        "replot.log",
+    ):
+        assert (folder / name).exists(), name
     loaded = load_model(folder / "model.npz")
     assert loaded.task == "fw_bw"
     for key, value in saved.items():
@@ -103,8 +140,17 @@ def test_cli_run_save_load_replot_round_trip(tmp_path):
 
 def test_cli_reports_bad_params(tmp_path, capsys):
     (tmp_path / "params.json").write_text(json.dumps({**SMALL, "eta_fw": [1.0]}))
-    code = rnnlab_main(["microcircuit", "run", "--params", str(tmp_path / "params.json"),
-                        "--task", "bw_only", "--no-progress"])
+    code = rnnlab_main(
+        [
+            "microcircuit",
+            "run",
+            "--params",
+            str(tmp_path / "params.json"),
+            "--task",
+            "bw_only",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "eta_fw" in capsys.readouterr().err
 
@@ -118,7 +164,10 @@ def test_template_command_writes_a_runnable_file(tmp_path):
 def test_module_entry_point_has_help(argv):
     out = subprocess.run(
         [sys.executable, "-m", "rnnlab.microcircuit.runner", *argv],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "--params" in out.stdout
     assert "examples:" in out.stdout

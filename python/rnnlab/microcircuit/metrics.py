@@ -31,7 +31,9 @@ def _gains(opts: Options, layout: Layout, views: dict[str, list[np.ndarray]]) ->
     return out
 
 
-def _forward_chain(layout: Layout, views: dict[str, list[np.ndarray]], gains, h: int, weighted: bool):
+def _forward_chain(
+    layout: Layout, views: dict[str, list[np.ndarray]], gains, h: int, weighted: bool
+):
     """P = W[h+1] (layered) or W[N-1]·D·…·D·W[h+1] (skip), batched: (batch, n_pre, n_h)."""
     product = views["W"][h + 1]
     if layout.skip:
@@ -41,9 +43,7 @@ def _forward_chain(layout: Layout, views: dict[str, list[np.ndarray]], gains, h:
     return product
 
 
-def record_metrics(
-    opts: Options, layout: Layout, state: np.ndarray
-) -> dict[str, np.ndarray]:
+def record_metrics(opts: Options, layout: Layout, state: np.ndarray) -> dict[str, np.ndarray]:
     """Angles per hidden layer (batch, n_hidden) and per interneuron population (batch, n_pops).
 
     - ``angle_B_WT``: ∠(B_ℓ, W_{ℓ+1}ᵀ) (skip: the transposed forward chain);

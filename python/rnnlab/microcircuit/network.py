@@ -109,7 +109,9 @@ class Layout:
     def batch_views(self, state: np.ndarray) -> dict[str, list[np.ndarray]]:
         """Views ``(batch, *shape)`` into a whole batch state."""
         return {
-            name: [state[:, o : o + int(np.prod(s))].reshape((state.shape[0], *s)) for o, s in items]
+            name: [
+                state[:, o : o + int(np.prod(s))].reshape((state.shape[0], *s)) for o, s in items
+            ]
             for name, items in self.entries.items()
         }
 
@@ -133,11 +135,11 @@ class Options:
     gbas: float
     gapi: float
     gden: float
-    gnI: float
+    gnI: float  # noqa: N815 (the params.json name)
     gntgt: float
     taur: float
-    tauHP: float
-    tauLO: float
+    tauHP: float  # noqa: N815 (the params.json name)
+    tauLO: float  # noqa: N815 (the params.json name)
     tauxi: float
     xi_steps: int
     tbw_steps: int
@@ -148,13 +150,13 @@ class Options:
     activations: list[str]
     eta_fw: list[float]
     eta_bw: list[float]
-    eta_IP: list[float]
-    eta_PI: list[float]
+    eta_IP: list[float]  # noqa: N815 (the params.json name)
+    eta_PI: list[float]  # noqa: N815 (the params.json name)
     alpha: list[float]
     noise_scale: list[float]
     inter_low_pass: bool
     pyr_hi_pass: bool
-    dWPP_low_pass: bool
+    dWPP_low_pass: bool  # noqa: N815 (the params.json name)
     regularizer: str
     use_activation: bool
 
@@ -340,7 +342,9 @@ def counter_normals(seed: int, step: int, count: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- initialisation
 
 
-def set_self_predicting_state(opts: Options, layout: Layout, views: dict[str, list[np.ndarray]]) -> None:
+def set_self_predicting_state(
+    opts: Options, layout: Layout, views: dict[str, list[np.ndarray]]
+) -> None:
     """B^PI := −B and W^IP := W_top · c, so that apical potentials vanish without a target (§1.6).
 
     Works on single-instance views or on batch views (leading batch axis).
@@ -396,7 +400,9 @@ def init_batch(
         for j in range(layout.n_pops):
             views["uI"][j][...] = rng.standard_normal(views["uI"][j].shape)
         for name in ("W", "WIP", "B", "BPI"):
-            low, high = v[f"{prefix}{'WPP' if name == 'W' else 'BPP' if name == 'B' else name}_range"]
+            low, high = v[
+                f"{prefix}{'WPP' if name == 'W' else 'BPP' if name == 'B' else name}_range"
+            ]
             for array in views[name]:
                 array[...] = rng.uniform(low, high, size=array.shape)
         for L in range(layout.N):

@@ -125,7 +125,10 @@ DEFAULTS: dict[str, Any] = {
     "copy_teacher_voltages": False,
     "shuffle": True,
     "rec_per_steps": 100,
-    **{flag: flag in ("rec_MSE", "rec_WPP", "rec_WIP", "rec_BPP", "rec_BPI") for flag in RECORD_FLAGS},
+    **{
+        flag: flag in ("rec_MSE", "rec_WPP", "rec_WIP", "rec_BPP", "rec_BPI")
+        for flag in RECORD_FLAGS
+    },
 }
 
 #: Seed-era keys that are accepted and mapped (or ignored with a note).
@@ -208,7 +211,9 @@ def _number_list(
     if len(numbers) < length or (len(numbers) > length and not allow_extra):
         raise ConfigError(f"{name}: must have {length} entries (one per layer), got {len(numbers)}")
     if len(numbers) > length:
-        notes.append(f"{name}: ignoring {len(numbers) - length} extra entries (uses the first {length})")
+        notes.append(
+            f"{name}: ignoring {len(numbers) - length} extra entries (uses the first {length})"
+        )
     return numbers[:length]
 
 
@@ -231,7 +236,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
         if key.startswith("_comment"):
             continue
         if key not in known:
-            raise ConfigError(f"{key}: unknown params.json field (see docs/microcircuit.md §params)")
+            raise ConfigError(
+                f"{key}: unknown params.json field (see docs/microcircuit.md §params)"
+            )
     values: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         if key in raw:
@@ -247,7 +254,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
 
     # time
     for key in ("dt", "Tpres", "settling_time"):
-        v[key] = _number(key, v[key], nonneg=key == "settling_time", positive=key != "settling_time")
+        v[key] = _number(
+            key, v[key], nonneg=key == "settling_time", positive=key != "settling_time"
+        )
     dt = v["dt"]
     tausyn = raw.get("tausyn")
     if tausyn is not None:
@@ -278,7 +287,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
     # sizes
     layers = v["layers"]
     if not isinstance(layers, list) or len(layers) < 3:
-        raise ConfigError(f"layers: must be a list of >= 3 sizes (input, hidden..., output), got {layers!r}")
+        raise ConfigError(
+            f"layers: must be a list of >= 3 sizes (input, hidden..., output), got {layers!r}"
+        )
     v["layers"] = [_integer(f"layers[{i}]", n, minimum=1) for i, n in enumerate(layers)]
     n_layers = len(layers) - 1
     n_hidden = n_layers - 1
@@ -290,7 +301,10 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
     if isinstance(act, str):
         act = [act] * n_layers
     if not isinstance(act, list) or len(act) != n_layers:
-        raise ConfigError(f"activation: must be a name or a list of {n_layers} names (layers 1..N), got {v['activation']!r}")
+        raise ConfigError(
+            f"activation: must be a name or a list of {n_layers} names (layers 1..N), "
+            f"got {v['activation']!r}"
+        )
     v["activation"] = [_choice(f"activation[{i}]", a, ACTIVATIONS) for i, a in enumerate(act)]
 
     model = v["model_type"]
@@ -298,7 +312,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
         notes.append(f"model_type: {model!r} is the old name of {MODEL_ALIASES[model]!r}")
         model = MODEL_ALIASES[model]
     v["model_type"] = _choice("model_type", model, MODEL_TYPES)
-    v["bw_connection_mode"] = _choice("bw_connection_mode", v["bw_connection_mode"], CONNECTION_MODES)
+    v["bw_connection_mode"] = _choice(
+        "bw_connection_mode", v["bw_connection_mode"], CONNECTION_MODES
+    )
     if "noise_type" not in raw and ("tausyn" in raw or "Tbw" in raw):
         v["noise_type"] = "hold_white_noise"
         notes.append("noise_type: seed-era params (tausyn/Tbw): held white noise, as the seed did")
@@ -325,9 +341,7 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
     lengths = {"eta_fw": n_layers, "eta_bw": n_hidden, "eta_IP": n_pops, "eta_PI": n_hidden}
     for key, length in lengths.items():
         v[key] = (
-            [0.0] * length
-            if v[key] is None
-            else _number_list(key, v[key], length, notes=notes)
+            [0.0] * length if v[key] is None else _number_list(key, v[key], length, notes=notes)
         )
     v["alpha"] = (
         [0.0] * n_hidden
@@ -353,7 +367,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Microcircui
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds:
-        raise ConfigError(f"random_seed: must be a non-empty list of integer seeds, got {v['random_seed']!r}")
+        raise ConfigError(
+            f"random_seed: must be a non-empty list of integer seeds, got {v['random_seed']!r}"
+        )
     v["random_seed"] = [_integer(f"random_seed[{i}]", s) for i, s in enumerate(seeds)]
 
     for key in (

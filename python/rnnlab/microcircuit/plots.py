@@ -66,7 +66,9 @@ def plot_result(result: Any, folder: str | Path) -> list[Path]:
         for b, seed in enumerate(seeds):
             values = series["MSE"][b]
             smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-            ax.plot(t[window - 1 :], np.maximum(smooth, 1e-300), color=colours[b], label=f"seed {seed}")
+            ax.plot(
+                t[window - 1 :], np.maximum(smooth, 1e-300), color=colours[b], label=f"seed {seed}"
+            )
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"MSE (moving average over {window} records)")

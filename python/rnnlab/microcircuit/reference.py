@@ -123,12 +123,15 @@ def reference_step(
             xi[h][...] = 0.0
         elif normals is not None:
             z = normals[start : start + n_h]
-            amplitude = opts.noise_scale[h] * {
-                "const": np.ones(n_h),
-                "uP": np.abs(u[h]),
-                "uP_breve": np.abs(u_breve[h]),
-                "vapi": np.abs(vapi[h]),
-            }[opts.noise_mode]
+            amplitude = (
+                opts.noise_scale[h]
+                * {
+                    "const": np.ones(n_h),
+                    "uP": np.abs(u[h]),
+                    "uP_breve": np.abs(u_breve[h]),
+                    "vapi": np.abs(vapi[h]),
+                }[opts.noise_mode]
+            )
             period = opts.xi_steps * dt
             if opts.noise_type == "OU":
                 decay = math.exp(-period / opts.tauxi)
@@ -136,9 +139,11 @@ def reference_step(
                     amplitude * z
                 )
             elif opts.noise_type == "OU_euler":
-                xi[h][...] = xi[h] + (
-                    -period * xi[h] + math.sqrt(period * opts.tauxi) * (amplitude * z)
-                ) / opts.tauxi
+                xi[h][...] = (
+                    xi[h]
+                    + (-period * xi[h] + math.sqrt(period * opts.tauxi) * (amplitude * z))
+                    / opts.tauxi
+                )
             else:
                 xi[h][...] = amplitude * z
         start += n_h
@@ -155,8 +160,7 @@ def reference_step(
         else:
             du.append(dt * opts.g_output * (opts.k_output * vbas[L] - u[L]))
     duI = [
-        dt
-        * (-opts.g_inter * uI[j] + opts.gden * vden[j] + opts.gnI * u_breve[layout.top(j)])
+        dt * (-opts.g_inter * uI[j] + opts.gden * vden[j] + opts.gnI * u_breve[layout.top(j)])
         for j in range(layout.n_pops)
     ]
 

@@ -32,7 +32,6 @@ from rnnlab.microcircuit.reference import reference_run
 __all__ = ["TASKS", "RunResult", "load_model", "main", "run_task"]
 
 
-
 @dataclass
 class RunResult:
     """What a run produced: the series (``results.npz``), final states and bookkeeping."""
@@ -126,7 +125,9 @@ def run_task(
     if task == "fw_bw":
         teacher_seed = int(np.random.default_rng(seeds[0]).integers(100_000, 999_999))
         data_seed = teacher_seed
-    dataset = np.random.default_rng(data_seed).uniform(0.0, 1.0, (v["dataset_size"], v["layers"][0]))
+    dataset = np.random.default_rng(data_seed).uniform(
+        0.0, 1.0, (v["dataset_size"], v["layers"][0])
+    )
     if task == "fw_bw":
         teacher_seed, teacher_state, targets_per_sample = _teacher_targets(
             params, dataset, spp, settle_steps, backend, log
@@ -222,7 +223,9 @@ def run_task(
         settle_inputs = np.tile(base, (1, reps, 1))[:, :settle_steps]
         settle_targets = None
         if targets_per_sample is not None:
-            tb = _expand(np.broadcast_to(targets_per_sample, (batch, *targets_per_sample.shape)), spp)
+            tb = _expand(
+                np.broadcast_to(targets_per_sample, (batch, *targets_per_sample.shape)), spp
+            )
             settle_targets = np.tile(tb, (1, reps, 1))[:, :settle_steps]
         step = run_span(settle_inputs, settle_targets, step, (False, False, False), bar)
     for _epoch in range(v["epochs"]):
@@ -261,7 +264,8 @@ def run_task(
     }
     log(
         f"simulated {step * dt:.1f} ms × {batch} seeds ({step} steps) in {wall:.2f} s "
-        f"({step * dt / max(wall, 1e-9):.0f} sim ms/s, {info['seed_steps_per_second']:.3g} seed-steps/s)"
+        f"({step * dt / max(wall, 1e-9):.0f} sim ms/s, "
+        f"{info['seed_steps_per_second']:.3g} seed-steps/s)"
     )
     return RunResult(params, task, series, state, teacher_state, info)
 
@@ -333,8 +337,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         for note in params.notes:
             log(f"params: {note}")
         result = run_task(
-            params, args.task, compare=args.compare, backend=args.backend,
-            progress=not args.no_progress, log=log,
+            params,
+            args.task,
+            compare=args.compare,
+            backend=args.backend,
+            progress=not args.no_progress,
+            log=log,
         )
         results_path, model_path = save_result(result, folder)
         log(f"wrote {results_path} and {model_path}")
