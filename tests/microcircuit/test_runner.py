@@ -85,6 +85,18 @@ def test_bw_only_keeps_w_fixed_and_learns_b():
     assert "MSE" not in result.series
 
 
+def test_bw_only_compare_bp_replays_recorded_b():
+    params = params_from_dict({**SMALL, "epochs": 2})
+    result = run_task(params, "bw_only", compare="BP", progress=False, log=lambda _m: None)
+    angles = result.series["angle_dW_BP"]
+    times = result.series["angle_dW_BP_time_ms"]
+    assert angles.shape == (3, times.size, 3)
+    assert np.all(times > params["settling_time"])
+    assert np.all((angles >= 0) & (angles <= 180))
+    # the output layer needs no feedback: its update is close to the ANN's
+    assert np.all(angles[:, :, 2] < 45)
+
+
 def test_cli_run_save_load_replot_round_trip(tmp_path):
     folder = tmp_path / "run01"
     folder.mkdir()

@@ -97,10 +97,11 @@ def plot_result(result: Any, folder: str | Path) -> list[Path]:
         if key not in series:
             continue
         values = series[key]  # (seeds, records, layers)
+        t_key = series.get(f"{key}_time_ms", t)
         for layer in range(values.shape[2]):
             fig, ax = plt.subplots(figsize=(6, 4))
             for b, seed in enumerate(seeds):
-                ax.plot(t, values[b, :, layer], color=colours[b], label=f"seed {seed}")
+                ax.plot(t_key, values[b, :, layer], color=colours[b], label=f"seed {seed}")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("degrees")
             ax.set_title(f"{title}, layer {layer}")
@@ -109,8 +110,8 @@ def plot_result(result: Any, folder: str | Path) -> list[Path]:
             mean = values[:, :, layer].mean(axis=0)
             std = values[:, :, layer].std(axis=0)
             fig, ax = plt.subplots(figsize=(6, 4))
-            ax.plot(t, mean, color="black")
-            ax.fill_between(t, mean - std, mean + std, color="grey", alpha=0.4)
+            ax.plot(t_key, mean, color="black")
+            ax.fill_between(t_key, mean - std, mean + std, color="grey", alpha=0.4)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("degrees (mean ± std over seeds)")
             ax.set_title(f"{title}, layer {layer}")

@@ -25,11 +25,11 @@ from rnnlab.atomic import write_npz_atomic, write_text_atomic
 from rnnlab.errors import ConfigError
 from rnnlab.microcircuit.cli import BACKENDS, EXAMPLES, TASKS, add_run_arguments
 from rnnlab.microcircuit.metrics import backprop_ann_updates, record_metrics
-from rnnlab.microcircuit.network import Layout, Options, init_batch
+from rnnlab.microcircuit.network import Layout, Options, init_batch, set_self_predicting_state
 from rnnlab.microcircuit.params import MicrocircuitParams, load_params, params_from_dict
 from rnnlab.microcircuit.reference import reference_run
 
-__all__ = ["TASKS", "RunResult", "load_model", "main", "run_task"]
+__all__ = ["TASKS", "RunResult", "compare_bw_only", "load_model", "main", "run_task"]
 
 
 @dataclass
@@ -149,9 +149,9 @@ def run_task(
     batch = len(seeds)
     shuffle_rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
     learn = (task == "fw_bw", True, True)
-    if compare == "BP" and task != "fw_bw":
-        log("compare BP: needs a target; only available for --task fw_bw (skipped)")
-        compare = None
+    replay_compare = compare == "BP" and task == "bw_only"
+    if replay_compare:
+        compare = None  # computed after the run by replaying the recorded B (compare_bw_only)
 
     records: dict[str, list[np.ndarray]] = {}
     views = layout.batch_views(state)
@@ -267,7 +267,68 @@ def run_task(
         f"({step * dt / max(wall, 1e-9):.0f} sim ms/s, "
         f"{info['seed_steps_per_second']:.3g} seed-steps/s)"
     )
-    return RunResult(params, task, series, state, teacher_state, info)
+    result = RunResult(params, task, series, state, teacher_state, info)
+    if replay_compare:
+        compare_bw_only(result, backend=backend, log=log)
+    return result
+
+
+def compare_bw_only(
+    result: RunResult, *, backend: str = "fast", snapshots: int = 20, log=print
+) -> None:
+    """∠(microcircuit ΔW, BP-ANN ΔW) for a ``bw_only`` run, by replay (upstream's procedure).
+
+    For ``snapshots`` records evenly spread over training: take the recorded B (``rec_BPP``; W
+    is frozen in bw_only so the final W is the W of every record), re-impose the SPS, and run the
+    network without noise or learning over the dataset, nudged towards a teacher's targets
+    (teacher as in fw_bw). At the end of each presentation the angle between the microcircuit's
+    ΔW_ℓ and the rate ANN's backprop ΔW_ℓ is taken (:func:`backprop_ann_updates`); the mean over
+    presentations goes into ``angle_dW_BP`` (S, snapshots, N), at ``angle_dW_BP_time_ms``.
+    """
+    if result.task != "bw_only":
+        raise ConfigError("compare: the replay comparison is for bw_only runs")
+    params, series = result.params, result.series
+    v = params.values
+    opts, layout, _ = init_batch(params, params.seeds)
+    n_hidden = layout.n_hidden
+    if any(f"BPP_layer{h}" not in series for h in range(n_hidden)):
+        raise ConfigError("compare: needs the recorded backward weights (set rec_BPP: true)")
+    spp = round(v["Tpres"] / v["dt"])
+    settle_steps = round(v["settling_time"] / v["dt"])
+    dataset = np.random.default_rng(params.seeds[0]).uniform(
+        0.0, 1.0, (v["dataset_size"], v["layers"][0])
+    )
+    _seed, _teacher, targets = _teacher_targets(params, dataset, spp, settle_steps, backend, log)
+    times = series["time_ms"][0]
+    trained = np.flatnonzero(times > v["settling_time"] + 1e-9)
+    if trained.size == 0:
+        raise ConfigError("compare: no records after settling")
+    picks = np.unique(np.linspace(trained[0], trained[-1], min(snapshots, trained.size)).round())
+    picks = picks.astype(int)
+    stepper = _Stepper(opts, layout, params.seeds, backend)
+    off = (False, False, False)
+    angles = np.zeros((len(params.seeds), len(picks), layout.N))
+    for column, record in enumerate(picks):
+        state = result.state.copy()
+        views = layout.batch_views(state)
+        for h in range(n_hidden):
+            views["B"][h][...] = series[f"BPP_layer{h}"][:, record]
+        set_self_predicting_state(opts, layout, views)
+        for x in views["xi"]:
+            x[...] = 0.0
+        for k in range(dataset.shape[0]):
+            x_k = np.ascontiguousarray(
+                np.broadcast_to(dataset[k], (len(params.seeds), spp, dataset.shape[1]))
+            )
+            t_k = np.ascontiguousarray(
+                np.broadcast_to(targets[k], (len(params.seeds), spp, targets.shape[1]))
+            )
+            stepper(state, x_k, t_k, 0, off)
+            angles[:, column] += backprop_ann_updates(opts, layout, state, t_k[:, -1])
+        angles[:, column] /= dataset.shape[0]
+    series["angle_dW_BP"] = angles
+    series["angle_dW_BP_time_ms"] = times[picks]
+    log(f"compare BP: replayed {len(picks)} snapshots of B over {dataset.shape[0]} samples each")
 
 
 def save_result(result: RunResult, folder: Path) -> tuple[Path, Path]:
@@ -332,6 +393,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.load:
         result = load_model(args.load)
         log(f"loaded {args.load} (task {result.task}); re-plotting without simulating")
+        if args.compare == "BP" and result.task == "bw_only" and "angle_dW_BP" not in result.series:
+            compare_bw_only(result, backend=args.backend, log=log)
+            results_path, model_path = save_result(result, Path(args.load).parent)
+            log(f"wrote {results_path} and {model_path} (with angle_dW_BP)")
     else:
         params = load_params(params_path)
         for note in params.notes:
