@@ -321,22 +321,29 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def counter_normals(seed: int, step: int, count: int) -> np.ndarray:
     """``count`` standard normals for (seed, step): the counter-based generator of the kernel.
 
-    ``key = mix(seed·G + 0xD1B54A32D192ED03)``, ``base = mix(key ^ mix(step·G + G))``, and neuron
-    ``i`` uses the uniforms ``mix(base + (2i+1)·G)`` and ``mix(base + (2i+2)·G)`` (top 53 bits)
-    in a Box–Muller transform, G = 0x9E3779B97F4A7C15, mix = SplitMix64's finaliser. Each
-    instance (seed) has its own stream and any step can be drawn without drawing the others,
-    so the Rust kernel and this reference draw the same numbers.
+    ``key = mix(seed·G + 0xD1B54A32D192ED03)``, ``base = mix(key ^ mix(step·G + G))``; pair
+    ``p`` uses the uniforms ``u1 = mix(base + (2p+1)·G)`` and ``u2 = mix(base + (2p+2)·G)``
+    (top 53 bits; u1 shifted by half a unit to exclude 0) in a Box–Muller transform: normal
+    ``2p`` is ``√(−2 ln u1)·cos(2π u2)`` and normal ``2p+1`` is ``√(−2 ln u1)·sin(2π u2)``.
+    G = 0x9E3779B97F4A7C15, mix = SplitMix64's finaliser. Each instance (seed) has its own
+    stream and any step can be drawn without drawing the others, so the Rust kernel and this
+    reference draw the same numbers.
     """
     seed_word = np.array([(seed * _GOLDEN + 0xD1B54A32D192ED03) & _MASK], dtype=np.uint64)
     key = _mix(seed_word)
     step_word = np.array([(step * _GOLDEN + _GOLDEN) & _MASK], dtype=np.uint64)
     base = _mix(key ^ _mix(step_word))
-    index = np.arange(count, dtype=np.uint64)
-    first = _mix(base + (np.uint64(2) * index + np.uint64(1)) * np.uint64(_GOLDEN))
-    second = _mix(base + (np.uint64(2) * index + np.uint64(2)) * np.uint64(_GOLDEN))
+    pairs = np.arange((count + 1) // 2, dtype=np.uint64)
+    first = _mix(base + (np.uint64(2) * pairs + np.uint64(1)) * np.uint64(_GOLDEN))
+    second = _mix(base + (np.uint64(2) * pairs + np.uint64(2)) * np.uint64(_GOLDEN))
     u1 = ((first >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
     u2 = (second >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+    radius = np.sqrt(-2.0 * np.log(u1))
+    angle = 2.0 * math.pi * u2
+    out = np.empty(2 * pairs.size)
+    out[0::2] = radius * np.cos(angle)
+    out[1::2] = radius * np.sin(angle)
+    return out[:count]
 
 
 # ----------------------------------------------------------------------------- initialisation

@@ -123,15 +123,11 @@ def reference_step(
             xi[h][...] = 0.0
         elif normals is not None:
             z = normals[start : start + n_h]
-            amplitude = (
-                opts.noise_scale[h]
-                * {
-                    "const": np.ones(n_h),
-                    "uP": np.abs(u[h]),
-                    "uP_breve": np.abs(u_breve[h]),
-                    "vapi": np.abs(vapi[h]),
-                }[opts.noise_mode]
-            )
+            if opts.noise_mode == "const":
+                amplitude = opts.noise_scale[h] * np.ones(n_h)
+            else:
+                source = {"uP": u, "uP_breve": u_breve, "vapi": vapi}[opts.noise_mode]
+                amplitude = opts.noise_scale[h] * np.abs(source[h])
             period = opts.xi_steps * dt
             if opts.noise_type == "OU":
                 decay = math.exp(-period / opts.tauxi)

@@ -18,25 +18,37 @@ fn base(seed: u64, step: u64) -> u64 {
     mix(key ^ mix(step.wrapping_mul(GOLDEN).wrapping_add(GOLDEN)))
 }
 
+/// The Box–Muller pair `p` of a base: (√(−2 ln u1)·cos 2πu2, √(−2 ln u1)·sin 2πu2).
 #[inline]
-fn normal_from(base: u64, index: u64) -> f64 {
-    let first = mix(base.wrapping_add((2 * index + 1).wrapping_mul(GOLDEN)));
-    let second = mix(base.wrapping_add((2 * index + 2).wrapping_mul(GOLDEN)));
+fn pair_from(base: u64, pair: u64) -> (f64, f64) {
+    let first = mix(base.wrapping_add((2 * pair + 1).wrapping_mul(GOLDEN)));
+    let second = mix(base.wrapping_add((2 * pair + 2).wrapping_mul(GOLDEN)));
     let u1 = ((first >> 11) as f64 + 0.5) * (-53f64).exp2();
     let u2 = (second >> 11) as f64 * (-53f64).exp2();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    let radius = (-2.0 * u1.ln()).sqrt();
+    let angle = 2.0 * std::f64::consts::PI * u2;
+    (radius * angle.cos(), radius * angle.sin())
 }
 
 /// The standard normal number `index` of (seed, step).
 pub fn counter_normal(seed: u64, step: u64, index: u64) -> f64 {
-    normal_from(base(seed, step), index)
+    let (even, odd) = pair_from(base(seed, step), index / 2);
+    if index.is_multiple_of(2) {
+        even
+    } else {
+        odd
+    }
 }
 
 /// Fill `out` with the normals 0..out.len() of (seed, step).
 pub fn counter_normals(seed: u64, step: u64, out: &mut [f64]) {
     let b = base(seed, step);
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = normal_from(b, i as u64);
+    for (p, chunk) in out.chunks_mut(2).enumerate() {
+        let (even, odd) = pair_from(b, p as u64);
+        chunk[0] = even;
+        if chunk.len() > 1 {
+            chunk[1] = odd;
+        }
     }
 }
 
