@@ -16,6 +16,8 @@ __all__ = [
     "ctrnn_forward",
     "ctrnn_loss_and_grad",
     "decode_feed_v1",
+    "microcircuit_normals",
+    "microcircuit_run",
     "panic_for_test",
 ]
 
@@ -142,3 +144,17 @@ class GraphNetCore:
     def grown_total(self) -> int: ...
     @property
     def pruned_total(self) -> int: ...
+
+def microcircuit_run(
+    config: dict[str, Any],
+    offsets: NDArray[np.int64],
+    state: NDArray[np.float64],
+    inputs: NDArray[np.float64],
+    targets: NDArray[np.float64] | None,
+    seeds: NDArray[np.uint64],
+    step0: int,
+    learn_fw: bool,
+    learn_lat: bool,
+    learn_bw: bool,
+) -> NDArray[np.float64]: ...
+def microcircuit_normals(seed: int, step: int, count: int) -> NDArray[np.float64]: ...

@@ -10,6 +10,7 @@ pub mod feed_protocol;
 pub mod float_env;
 pub mod graphnet;
 pub mod linalg;
+pub mod microcircuit;
 pub mod optim;
 pub mod real;
 

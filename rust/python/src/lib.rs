@@ -8,6 +8,7 @@ mod boundary;
 mod ctrnn;
 mod feed;
 mod graphnet;
+mod microcircuit;
 mod optim;
 
 use pyo3::prelude::*;
@@ -18,6 +19,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_loss_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(feed::decode_feed_v1, m)?)?;
+    m.add_function(wrap_pyfunction!(microcircuit::microcircuit_run, m)?)?;
+    m.add_function(wrap_pyfunction!(microcircuit::microcircuit_normals, m)?)?;
     m.add_function(wrap_pyfunction!(boundary::panic_for_test, m)?)?;
     m.add_class::<optim::Optimizer>()?;
     m.add_class::<graphnet::GraphNetCore>()?;
