@@ -201,11 +201,64 @@ def load_groups(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     those whose extra_info names a candidate; the feed benchmarks are tabulated separately)."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for bench in data["benchmarks"]:
-        if "candidate" not in bench["extra_info"] or _is_feed(bench):
+        if bench["extra_info"].get("kind") not in CTRNN_KINDS:
             continue
         candidate = bench["extra_info"]["candidate"]
         groups.setdefault(bench["group"], {})[candidate] = bench
     return groups
+
+
+CTRNN_KINDS = ("forward", "loss_and_grad", "denormals", "denormals-control", "online")
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def other_systems_section(data: dict[str, Any]) -> list[str]:
+    """Every benchmark of the other systems (backends, graph network, gated RNNs, TWC,
+    microcircuit): time per call and the numbers each benchmark records in extra_info. Their
+    targets are discussed in the analysis and in each system's docs page."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for bench in data["benchmarks"]:
+        kind = bench["extra_info"].get("kind")
+        if kind in CTRNN_KINDS or _is_feed(bench):
+            continue
+        name = bench["group"] or bench["name"].split("[")[0]
+        groups.setdefault(name, []).append(bench)
+    if not groups:
+        return []
+    out = [
+        "",
+        "## Other systems",
+        "",
+        "One table per benchmark group (`benches/test_backends_*.py`, `test_graphnet_*.py`, "
+        "`test_gated_*.py`, `test_twc_*.py`, `test_microcircuit_*.py`): mean and median time "
+        "per timed call and the numbers the benchmark records (rates, ratios, settings). The "
+        "candidates of a group may time different amounts of work per call; compare the "
+        "recorded rates.",
+    ]
+    skip = {"kind", "candidate"}
+    for name in sorted(groups):
+        out += ["", f"### {name}", ""]
+        out += [
+            "| candidate | mean per call | median | rounds | recorded |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for bench in groups[name]:
+            info, stats = bench["extra_info"], bench["stats"]
+            recorded = ", ".join(
+                f"{key} {_format_value(value)}"
+                for key, value in info.items()
+                if key not in skip and isinstance(value, (int, float, str)) and len(str(value)) < 40
+            )
+            out.append(
+                f"| `{info.get('candidate', bench['name'])}` | {fmt_time(stats['mean'])} | "
+                f"{fmt_time(stats['median'])} | {stats['rounds']} | {recorded} |"
+            )
+    return out
 
 
 def _is_feed(bench: dict[str, Any]) -> bool:
@@ -513,6 +566,7 @@ def render(
     checks = targets(groups)
     feed_lines, feed_checks = feed_section(data)
     out += feed_lines
+    out += other_systems_section(data)
     checks += feed_checks
     out += ["", "## Targets", ""]
     for passed, text in checks:
