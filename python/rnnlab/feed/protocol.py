@@ -209,26 +209,8 @@ def _decode_binary(raw_header: BytesLike, payload: BytesLike) -> FeedChunk:
     channels, dtype = header["channels"], header["dtype"]
     eos = header.get("eos", False)
     reason = header.get("reason")
-    # One cheap test for the usual, well-formed header (``type(x) is int`` excludes bool);
-    # the detailed checks below only run to name what is wrong.
-    if not (
-        type(seq) is int
-        and seq >= 0
-        and type(n_frames) is int
-        and n_frames >= 0
-        and type(ts) is float
-        and type(dt) is float
-        and math.isfinite(ts)
-        and math.isfinite(dt)
-        and type(channels) is list
-        and type(dtype) is str
-        and dtype in _NUMPY_DTYPES
-        and type(eos) is bool
-        and (reason is None or type(reason) is str)
-        and all(type(c) is str for c in channels)
-    ):
-        _check_header_fields(seq, ts, dt, n_frames, channels, dtype, eos, reason)
-        eos = bool(eos)  # None (tolerated) → False
+    _check_header_fields(seq, ts, dt, n_frames, channels, dtype, eos, reason)
+    eos = bool(eos)  # None (tolerated) → False
     n_channels = len(channels)
     item = _NUMPY_DTYPES[dtype]
     expected = n_frames * n_channels * item.itemsize
@@ -243,10 +225,7 @@ def _decode_binary(raw_header: BytesLike, payload: BytesLike) -> FeedChunk:
     else:
         values = np.frombuffer(payload, dtype=item).reshape(n_frames, n_channels)
         values = values.astype(np.float64)  # a native, writable copy (also for f32)
-        if n_frames == 1:
-            times = np.array((ts,), dtype=np.float64)
-        else:
-            times = ts + dt * np.arange(n_frames, dtype=np.float64)
+        times = ts + dt * np.arange(n_frames, dtype=np.float64)
     return FeedChunk(
         seq=seq,
         times=times,

@@ -25,20 +25,8 @@ struct Case {
     target: Vec<f64>,
 }
 
-/// Deterministic pseudo-random numbers in [-1, 1) (a 64-bit LCG; no dependency needed).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize, scale: f64, offset: f64) -> Vec<f64> {
-        (0..len).map(|_| offset + scale * self.next()).collect()
-    }
-}
+mod common;
+use common::Lcg;
 
 fn case(seed: u64) -> Case {
     let (n, n_in, n_out, batch, frames, substeps) = (5, 2, 2, 2, 7, 3);

@@ -6,19 +6,8 @@ use rnnlab_core::ctrnn::{
     ParamsRef, Sequence,
 };
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize, scale: f64, offset: f64) -> Vec<f64> {
-        (0..len).map(|_| offset + scale * self.next()).collect()
-    }
-}
+mod common;
+use common::Lcg;
 
 fn relative_difference(a: &[f64], b: &[f64]) -> f64 {
     let scale = b.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
