@@ -1,7 +1,8 @@
 """Shared settings and fixtures of the CTRNN benchmarks (pytest-benchmark).
 
 Every benchmark runs float32, T = 1000 frames per call, one Euler substep of dt = 0.1 per frame,
-tanh, 16 inputs; torch uses 2 threads (the machine's cores), rnnlab's kernels are single-threaded.
+tanh, 16 inputs; torch uses 2 threads (the machine's cores), and so does rnnlab where its kernels
+split work: batch rows over threads, or for one forward sequence with N >= 256 its neurons.
 Each benchmark also checks its candidate's output against an independent implementation, so a
 broken kernel cannot look fast.
 

@@ -44,7 +44,8 @@ CANDIDATE_ORDER = (
 )
 DESCRIPTIONS = {
     "rnnlab": "`CTRNN.run` / `CTRNN.loss_and_grad` / `OnlineTrainer.process` (Rust kernels, "
-    "float32; batch rows split over the cores, a single sequence on one thread)",
+    "float32; batch rows split over the cores; a single forward sequence with N ≥ 256 has its "
+    "neurons split over the cores, a single gradient sequence runs on one thread)",
     "numpy": "the numpy reference `rnnlab.ctrnn.reference.forward` (computes in float64)",
     "numpy_f32": "the same Euler loop written in float32 numpy (denormal cases only)",
     "torch_eager": "`TorchCTRNN` (the same equations in torch, float32) under `no_grad`",
@@ -57,6 +58,7 @@ DESCRIPTIONS = {
     "the online group's µs / step column is µs per frame",
 }
 BANDWIDTH_BYTES = 256 * 2**20
+CACHE_BANDWIDTH_BYTES = 4 * 2**20  # W at N = 1024 in float32: fits the last-level cache
 NOISY_SHARE = 0.05  # flag the run when other processes took more of the machine than this
 
 
@@ -459,6 +461,7 @@ def render(
     wall_s: float | None,
     other_cpu_s: float | None = None,
     analysis: str = ANALYSIS_PLACEHOLDER,
+    cache_bandwidth_gbs: float | None = None,
 ) -> str:
     groups = load_groups(data)
     ordered = sorted(groups.items(), key=lambda kv: _group_key(*kv))
@@ -499,8 +502,9 @@ def render(
         "",
         "Setup: float32, T = 1000 frames per call, 1 Euler substep of dt = 0.1 per frame "
         "(1000 time steps), tanh, 16 inputs, 4 outputs with a linear readout, dense W, "
-        "seeded inputs. torch runs with `torch.set_num_threads(2)`; rnnlab's kernels are "
-        "single-threaded. Each call is one whole sequence; µs / step = mean / 1000 (for "
+        "seeded inputs. torch runs with `torch.set_num_threads(2)`; rnnlab uses the same 2 "
+        "threads where its kernels split work (see the `rnnlab` candidate). Each call is one "
+        "whole sequence; µs / step = mean / 1000 (for "
         "B = 32 one step advances all 32 sequences). "
         '"other / rnnlab" is how many times longer the candidate takes than rnnlab '
         "(> 1: rnnlab is faster), on the mean per call (the targets' basis) and on the median "
@@ -563,6 +567,17 @@ def render(
                 f"2 FLOP = {bound:.1f} GFLOP/s. (W is smaller than the last-level cache "
                 f"listed above, so it need not come from DRAM.)",
             ]
+            if cache_bandwidth_gbs:
+                cache_bound = cache_bandwidth_gbs / 4.0 * 2.0
+                out += [
+                    "",
+                    f"From the last-level cache: a numpy copy of a 4 MiB array (source and "
+                    f"destination both cache-resident) moves {cache_bandwidth_gbs:.1f} GB/s on "
+                    f"one core, so one core streaming W from the cache reaches at most "
+                    f"{cache_bound:.1f} GFLOP/s. rnnlab splits the neurons of a single sequence "
+                    f"over the cores (each reads its rows of W), so with k cores the bound is "
+                    f"about k × {cache_bound:.1f} GFLOP/s while the shared cache keeps up.",
+                ]
     checks = targets(groups)
     feed_lines, feed_checks = feed_section(data)
     out += feed_lines
@@ -599,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"load": load, "wall_s": wall_s, "other_cpu_s": other_cpu_s}
         # The bandwidth is measured right after the run, on the same machine, and saved with it.
         run["bandwidth_gbs"] = measure_bandwidth()
+        run["cache_bandwidth_gbs"] = measure_bandwidth(CACHE_BANDWIDTH_BYTES, repeats=50)
         data["report_run"] = run
     if args.save_json is not None:
         args.save_json.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -611,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         run.get("wall_s"),
         run.get("other_cpu_s"),
         analysis=previous_analysis(args.output),
+        cache_bandwidth_gbs=run.get("cache_bandwidth_gbs"),
     )
 
     from rnnlab.atomic import write_text_atomic

@@ -2,7 +2,8 @@
 
 Candidates (one pytest-benchmark group per N):
 
-- ``rnnlab``: ``CTRNN.run`` (Rust kernel, float32, one thread).
+- ``rnnlab``: ``CTRNN.run`` (Rust kernel, float32; from N = 256 on the neurons are split over
+  the machine's cores, on one core below).
 - ``numpy``: ``rnnlab.ctrnn.reference.forward``, the readable numpy reference (it computes in
   float64 whatever the input dtype).
 - ``torch_eager``: ``TorchCTRNN`` (the same equations in torch, float32) under ``no_grad``.

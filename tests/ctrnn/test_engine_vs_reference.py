@@ -93,6 +93,42 @@ def test_forward_matches_reference(activation: str, integrator: str, b: int) -> 
 
 
 @pytest.mark.parametrize("integrator", INTEGRATORS)
+def test_single_sequence_split_over_neurons_matches_reference(integrator: str) -> None:
+    """One sequence of a wide network: with 2 threads the kernel splits the neurons (N >= 256),
+    and must still match the reference and the one-thread kernel's states bit for bit."""
+    n = 600
+    rng = np.random.default_rng(7)
+    params = random_params(7, n=n)
+    params["W"] = rng.normal(size=(n, n)) * 1.5 / np.sqrt(n)
+    x = rng.normal(size=(1, 6, N_IN))
+    dts = rng.uniform(0.05, 0.2, 6)
+    s0 = rng.normal(size=(1, n))
+    split = CTRNN.from_params(
+        params,
+        activation="tanh",
+        integrator=integrator,
+        readout="linear",
+        backend="dense",
+        threads=2,
+    )
+    one = CTRNN.from_params(
+        params,
+        activation="tanh",
+        integrator=integrator,
+        readout="linear",
+        backend="dense",
+        threads=1,
+    )
+    y, states = split.run(x, dt=dts, substeps=3, return_states=True, s0=s0)
+    y_one, states_one = one.run(x, dt=dts, substeps=3, return_states=True, s0=s0)
+    y_ref, states_ref = ref.forward(params, x, dts, 3, s0, "tanh", integrator)
+    np.testing.assert_allclose(states, states_ref, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)
+    np.testing.assert_array_equal(states, states_one)
+    np.testing.assert_allclose(y, y_one, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("integrator", INTEGRATORS)
 def test_forward_irregular_times(integrator: str) -> None:
     params = random_params(2)
     x, _, dts, s0 = random_data(2, b=2, t=9)

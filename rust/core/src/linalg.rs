@@ -81,12 +81,21 @@ pub fn combine_rows<T: Real, I: Isa>(y: &mut [T], m: &[T], a: &[T]) {
     }
 }
 
-/// The transpose of a row-major rows×cols matrix.
+/// The transpose of a row-major rows×cols matrix, in square tiles so that both the reads and
+/// the writes stay within a few cache lines and pages at a time.
 pub fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    debug_assert_eq!(m.len(), rows * cols);
     let mut t = vec![T::ZERO; rows * cols];
-    for i in 0..rows {
-        for j in 0..cols {
-            t[j * rows + i] = m[i * cols + j];
+    for i0 in (0..rows).step_by(TILE) {
+        let i1 = (i0 + TILE).min(rows);
+        for j0 in (0..cols).step_by(TILE) {
+            let j1 = (j0 + TILE).min(cols);
+            for i in i0..i1 {
+                for j in j0..j1 {
+                    t[j * rows + i] = m[i * cols + j];
+                }
+            }
         }
     }
     t

@@ -366,3 +366,63 @@ fn splitting_the_batch_over_threads_gives_the_same_result() {
         assert!((a - b).abs() <= 1e-10 * (1.0 + a.abs()), "{a} vs {b}");
     }
 }
+
+#[test]
+fn splitting_the_neurons_of_a_single_sequence_gives_the_same_states() {
+    use rnnlab_core::ctrnn::forward_with_threads;
+    // N not a multiple of the thread count; one and two batch rows (fewer rows than threads).
+    let (n, n_in, n_out, frames, substeps) = (777, 3, 2, 5, 3);
+    let mut r = Lcg(11);
+    let w = r.vec(n * n, 1.5 / (n as f64).sqrt(), 0.0);
+    let (tau, theta, gain) = (r.vec(n, 0.3, 1.0), r.vec(n, 0.3, 0.0), r.vec(n, 0.2, 1.0));
+    let (u, v, c) = (
+        r.vec(n * n_in, 1.0, 0.0),
+        r.vec(n_out * n, 0.1, 0.0),
+        r.vec(n_out, 0.1, 0.0),
+    );
+    let p = ParamsRef {
+        n_neurons: n,
+        n_inputs: n_in,
+        n_outputs: n_out,
+        w: &w,
+        tau: &tau,
+        theta: &theta,
+        gain: &gain,
+        u: &u,
+        v: &v,
+        c: &c,
+    };
+    for batch in [1usize, 2] {
+        let x = r.vec(batch * frames * n_in, 1.0, 0.0);
+        let dts: Vec<f64> = (0..frames).map(|k| 0.1 + 0.02 * k as f64).collect();
+        let s0 = r.vec(batch * n, 0.5, 0.0);
+        let seq = Sequence {
+            batch,
+            frames,
+            x: &x,
+            dts: &dts,
+            substeps,
+            s0: &s0,
+        };
+        for integrator in [Integrator::Euler, Integrator::ExpEuler, Integrator::Rk4] {
+            for activation in [Activation::Tanh, Activation::Logistic, Activation::Relu] {
+                let model = Model {
+                    activation,
+                    integrator,
+                };
+                let one = forward_with_threads(&p, model, &seq, true, 1).unwrap();
+                let three = forward_with_threads(&p, model, &seq, true, 3).unwrap();
+                // Each neuron's drive is summed in the same order: the states are identical.
+                assert_eq!(
+                    one.final_state, three.final_state,
+                    "{model:?} batch {batch}"
+                );
+                assert_eq!(one.states, three.states, "{model:?} batch {batch}");
+                // The readout is summed per block of neurons, then over blocks.
+                for (a, b) in one.y.iter().zip(&three.y) {
+                    assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{a} vs {b}");
+                }
+            }
+        }
+    }
+}

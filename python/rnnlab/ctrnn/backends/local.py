@@ -4,7 +4,8 @@ All three call the Rust kernels of ``rnnlab._native`` with the GIL released. The
 the recurrent weights are stored and how the work of one call is split over threads:
 
 - ``dense``: the matrix kernels (the seed's SSMNetwork); batch rows are split over
-  ``RNNLAB_NUM_THREADS`` threads when a call is large, a single sequence runs on one thread.
+  ``RNNLAB_NUM_THREADS`` threads when a call is large; a forward call with fewer rows than
+  threads (a single sequence) splits the neurons instead, from N = 256 on.
 - ``sparse``: the CSR kernels (the seed's HashNetwork idea, with index arrays instead of hash
   maps of raw pointers): every product costs one multiply-add per synapse.
 - ``threaded``: the dense (or sparse) kernels, with the truncated-BPTT chunks of a window

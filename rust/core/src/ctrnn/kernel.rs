@@ -11,6 +11,7 @@
 // The kernels index several per-neuron arrays with one index; iterator chains would hide the maths.
 #![allow(clippy::needless_range_loop)]
 
+use super::neuron_split;
 use super::sparse::Csr;
 use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::error::{CoreError, CoreResult};
@@ -196,6 +197,20 @@ pub fn forward_with_options<T: Real>(
         .then(|| Csr::from_dense(p.w, mask, p.n_neurons));
     let sparse = csr.as_ref();
     let parts = parts_for(p, seq, options.threads);
+    if parts < options.threads && sparse.is_none() {
+        // Fewer batch rows than threads: split the neurons instead, when N is large enough.
+        let neuron_blocks = neuron_split::neuron_parts(p.n_neurons, seq.batch, options.threads);
+        let work = seq.batch * seq.frames * seq.substeps * p.n_neurons * p.n_neurons;
+        if neuron_blocks > parts && work >= MIN_WORK_PER_THREAD * neuron_blocks {
+            return Ok(neuron_split::forward_split_neurons(
+                p,
+                model,
+                seq,
+                return_states,
+                neuron_blocks,
+            ));
+        }
+    }
     if parts <= 1 {
         return Ok(forward_on_this_thread(p, model, seq, return_states, sparse));
     }
@@ -437,17 +452,17 @@ unsafe fn loss_and_grad_avx2<T: Real>(
 }
 
 /// Per-frame constants of the integrator (they change only when the frame duration does).
-struct FrameCoefficients<T> {
-    h: T,
+pub(super) struct FrameCoefficients<T> {
+    pub(super) h: T,
     dt: T,
     /// euler: h/τ; exp_euler: e^{−h/τ}; rk4: 1/τ.
-    a: Vec<T>,
+    pub(super) a: Vec<T>,
     /// exp_euler: 1 − e^{−h/τ}; otherwise unused.
-    b: Vec<T>,
+    pub(super) b: Vec<T>,
 }
 
 impl<T: Real> FrameCoefficients<T> {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         FrameCoefficients {
             h: T::ZERO,
             dt: -T::ONE,
@@ -457,7 +472,7 @@ impl<T: Real> FrameCoefficients<T> {
     }
 
     #[inline(always)]
-    fn update(&mut self, integrator: Integrator, tau: &[T], dt: T, substeps: usize) {
+    pub(super) fn update(&mut self, integrator: Integrator, tau: &[T], dt: T, substeps: usize) {
         if dt == self.dt {
             return;
         }

@@ -11,6 +11,7 @@
 //! truncated every K frames. See `docs/ctrnn.md` for the full statement of the model.
 
 mod kernel;
+mod neuron_split;
 pub mod sparse;
 
 pub use kernel::{
