@@ -14,6 +14,7 @@ __all__ = [
     "Optimizer",
     "__version__",
     "ctrnn_forward",
+    "ctrnn_forward_population",
     "ctrnn_loss_and_grad",
     "decode_feed_v1",
     "microcircuit_normals",
@@ -42,6 +43,23 @@ def ctrnn_forward(
     sparse: bool = False,
     threads: int | None = None,
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None]: ...
+def ctrnn_forward_population(
+    w: NDArray[Any],
+    tau: NDArray[Any],
+    theta: NDArray[Any],
+    gain: NDArray[Any],
+    u: NDArray[Any],
+    v: NDArray[Any],
+    c: NDArray[Any],
+    x: NDArray[Any],
+    dts: NDArray[Any],
+    s0: NDArray[Any],
+    substeps: int,
+    activation: str,
+    integrator: str,
+    per_member: bool = False,
+    threads: int | None = None,
+) -> NDArray[Any]: ...
 def ctrnn_loss_and_grad(
     w: NDArray[Any],
     tau: NDArray[Any],

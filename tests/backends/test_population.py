@@ -37,6 +37,32 @@ def test_population_equals_separate_runs():
     )
 
 
+def test_population_float32_and_thread_counts_agree_bit_for_bit():
+    nets = [
+        CTRNN(6, 1, 2, seed=s, activation="logistic", integrator="rk4", dtype="float32")
+        for s in range(9)
+    ]
+    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 12, 1)).astype(np.float32)
+    runs = [
+        Population(
+            [n.params for n in nets], activation="logistic", integrator="rk4", threads=t
+        ).run(x, dt=0.05, substeps=2)
+        for t in (1, 4)
+    ]
+    assert runs[0].dtype == np.float32
+    np.testing.assert_array_equal(runs[0], runs[1])
+    for p, net in enumerate(nets):
+        np.testing.assert_array_equal(runs[0][p], net.run(x, dt=0.05, substeps=2, s0=np.zeros(6)))
+
+
+def test_population_rejects_a_wrong_member_axis():
+    population = Population([n.params for n in members(3)], activation="tanh")
+    with pytest.raises(ShapeError, match="per_member"):
+        population.run(np.zeros((2, 5, 2)), dt=0.1, per_member=True)
+    with pytest.raises(ShapeError, match="x"):
+        population.run(np.zeros((5, 3)), dt=0.1)
+
+
 def test_population_rejects_mixed_shapes():
     with pytest.raises(ShapeError, match=r"params_batch\[1\]"):
         Population([CTRNN(4, 1, 1).params, CTRNN(5, 1, 1).params])

@@ -2,8 +2,9 @@
 
 CTRNNs are often evolved rather than trained by gradient. :class:`Population` holds P parameter
 sets of one architecture and runs them on the same inputs (or one input batch per member) in
-one call: the members are spread over a pool of Python threads, each calling the Rust forward
-kernel with the GIL released, so P small networks use every core. :func:`evolve` runs the
+one call: the P parameter sets are stacked once, and one Rust call spreads the members over
+threads (GIL released, each member on one thread, taken from a shared counter), so P small
+networks use every core without paying a Python call per member. :func:`evolve` runs the
 OpenAI evolution strategy (antithetic Gaussian perturbations of the trainable vector, centred
 rank fitness shaping, a plain gradient-ascent step) on top of it, seeded and reproducible.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,9 @@ class Population:
         activation, integrator: as for :class:`CTRNN` (shared by all members).
         threads: threads over which members are spread (default ``RNNLAB_NUM_THREADS`` or the
             core count).
+
+    The members' parameters are stacked when the population is made: changing a member's
+    parameters afterwards does not change what :meth:`run` computes (make a new population).
     """
 
     def __init__(
@@ -93,6 +96,11 @@ class Population:
         env = os.environ.get("RNNLAB_NUM_THREADS", "").strip()
         default = int(env) if env.isdigit() and int(env) >= 1 else (os.cpu_count() or 1)
         self.threads = threads or default
+        # The members' kernel arrays stacked along a leading member axis, made once.
+        self._stacked = {
+            k: np.ascontiguousarray(np.stack([net.params[k] for net in self.members]))
+            for k in KERNEL_NAMES
+        }
 
     def __len__(self) -> int:
         return len(self.members)
@@ -128,24 +136,22 @@ class Population:
         durations = first._durations(xs0.shape[1], dt, times)
         start = first._start(s0, xs0.shape[0], use_state=False)
         steps = first._substeps(substeps)
-
-        def one(p: int) -> NDArray[Any]:
-            net, xs = self.members[p], prepared[p][0]
-            y, _, _ = _native.ctrnn_forward(
-                *(net.params[k] for k in KERNEL_NAMES),
-                xs,
-                durations,
-                start,
-                steps,
-                net.activation,
-                net.integrator,
-                False,
-                threads=1,
-            )
-            return y[0] if unbatched else y
-
-        with ThreadPoolExecutor(max_workers=min(self.threads, len(self))) as pool:
-            return np.stack(list(pool.map(one, range(len(self)))))
+        if per_member:
+            xs = np.ascontiguousarray(np.stack([prepared_x for prepared_x, _ in prepared]))
+        else:
+            xs = xs0
+        y = _native.ctrnn_forward_population(
+            *(self._stacked[k] for k in KERNEL_NAMES),
+            xs,
+            durations,
+            start,
+            steps,
+            first.activation,
+            first.integrator,
+            per_member=per_member,
+            threads=self.threads,
+        )
+        return y[:, 0] if unbatched else y
 
 
 def _centred_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -13,6 +13,7 @@ pub mod linalg;
 pub mod microcircuit;
 pub mod optim;
 pub mod real;
+pub mod scratch_pool;
 
 pub use error::{CoreError, CoreResult};
 pub use real::Real;

@@ -34,17 +34,28 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     (s0 + s1) + tail
 }
 
-/// Width of the output block kept in registers by [`combine_rows`] (8 AVX registers of f32).
-const BLOCK: usize = 64;
+/// Bytes of the output block kept in registers by [`combine_rows`]: 8 AVX registers, i.e. 64
+/// f32 or 32 f64 (more would spill the accumulators to the stack).
+const BLOCK_BYTES: usize = 256;
 
 /// y = Σ_k a[k]·m[k, :] (overwrite) for a row-major `m` of shape (a.len() × y.len()).
 ///
 /// This is the broadcast-and-accumulate form of a matrix-vector product: each output block of
-/// [`BLOCK`] values stays in registers while the rows of `m` stream past, so there is no
+/// [`BLOCK_BYTES`] stays in registers while the rows of `m` stream past, so there is no
 /// horizontal reduction and the loop vectorises without reassociating sums. Used with `m = Wᵀ`
-/// for the forward drive and with `m = W` for the backward Wᵀμ.
+/// for the forward drive and with `m = W` for the backward Wᵀμ. Every output is summed in the
+/// order k = 0, 1, …, whatever the block it falls in.
 #[inline(always)]
 pub fn combine_rows<T: Real, I: Isa>(y: &mut [T], m: &[T], a: &[T]) {
+    if std::mem::size_of::<T>() >= 8 {
+        combine_rows_in_blocks::<T, I, { BLOCK_BYTES / 8 }>(y, m, a);
+    } else {
+        combine_rows_in_blocks::<T, I, { BLOCK_BYTES / 4 }>(y, m, a);
+    }
+}
+
+#[inline(always)]
+fn combine_rows_in_blocks<T: Real, I: Isa, const BLOCK: usize>(y: &mut [T], m: &[T], a: &[T]) {
     let n = y.len();
     let k = a.len();
     debug_assert_eq!(m.len(), k * n);
@@ -84,9 +95,16 @@ pub fn combine_rows<T: Real, I: Isa>(y: &mut [T], m: &[T], a: &[T]) {
 /// The transpose of a row-major rows×cols matrix, in square tiles so that both the reads and
 /// the writes stay within a few cache lines and pages at a time.
 pub fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; rows * cols];
+    transpose_into(m, rows, cols, &mut t);
+    t
+}
+
+/// [`transpose`] into `t` (cols×rows).
+pub fn transpose_into<T: Real>(m: &[T], rows: usize, cols: usize, t: &mut [T]) {
     const TILE: usize = 32;
     debug_assert_eq!(m.len(), rows * cols);
-    let mut t = vec![T::ZERO; rows * cols];
+    debug_assert_eq!(t.len(), rows * cols);
     for i0 in (0..rows).step_by(TILE) {
         let i1 = (i0 + TILE).min(rows);
         for j0 in (0..cols).step_by(TILE) {
@@ -98,7 +116,6 @@ pub fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
             }
         }
     }
-    t
 }
 
 /// out (rows×n) = a (rows×k) · wᵀ for `rows` batch rows, where w is n×k and `wt` (k×n) is its

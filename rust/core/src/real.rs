@@ -3,9 +3,17 @@
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-/// A float the kernels are generic over. Implemented for `f32` and `f64` only.
+mod sealed {
+    /// Keeps [`super::Real`] to the two float types (code such as `scratch_pool` relies on it).
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A float the kernels are generic over. Implemented for `f32` and `f64` only (sealed).
 pub trait Real:
-    Copy
+    sealed::Sealed
+    + Copy
     + Debug
     + Default
     + PartialOrd

@@ -346,3 +346,115 @@ pub fn ctrnn_loss_and_grad<'py>(
         )
     }
 }
+
+#[allow(clippy::too_many_arguments)]
+fn forward_population_typed<'py, T: Element + Real>(
+    py: Python<'py>,
+    arrays: [&Bound<'py, PyAny>; 10],
+    substeps: usize,
+    model: Model,
+    per_member: bool,
+    threads: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let [w, tau, theta, gain, u, v, c, x, dts, s0] = arrays;
+    let w = borrow::<T>(py, "W", w, 3)?;
+    let tau = borrow::<T>(py, "tau", tau, 2)?;
+    let theta = borrow::<T>(py, "theta", theta, 2)?;
+    let gain = borrow::<T>(py, "gain", gain, 2)?;
+    let u = borrow::<T>(py, "U", u, 3)?;
+    let v = borrow::<T>(py, "V", v, 3)?;
+    let c = borrow::<T>(py, "c", c, 2)?;
+    let x = borrow::<T>(py, "x", x, if per_member { 4 } else { 3 })?;
+    let dts = borrow::<T>(py, "dt", dts, 1)?;
+    let s0 = borrow::<T>(py, "s0", s0, 2)?;
+    let (w_shape, u_shape, v_shape, x_shape) = (w.shape(), u.shape(), v.shape(), x.shape());
+    let population = ctrnn::PopulationRef {
+        members: w_shape[0],
+        n_neurons: w_shape[1],
+        n_inputs: u_shape[2],
+        n_outputs: v_shape[1],
+        w: as_slice(&w),
+        tau: as_slice(&tau),
+        theta: as_slice(&theta),
+        gain: as_slice(&gain),
+        u: as_slice(&u),
+        v: as_slice(&v),
+        c: as_slice(&c),
+    };
+    let inputs = if per_member { x_shape[0] } else { 1 };
+    if per_member && inputs != population.members {
+        return Err(to_python(
+            py,
+            CoreError::shape(
+                "x",
+                format!("a leading axis of {} members", population.members),
+                format!("shape {x_shape:?}"),
+            ),
+        ));
+    }
+    let row_shape = &x_shape[x_shape.len() - 3..];
+    let (batch, frames) = (row_shape[0], row_shape[1]);
+    let x_all = as_slice(&x);
+    let per_input = x_all.len() / inputs.max(1);
+    let sequences: Vec<Sequence<'_, T>> = (0..inputs)
+        .map(|k| Sequence {
+            batch,
+            frames,
+            x: &x_all[k * per_input..(k + 1) * per_input],
+            dts: as_slice(&dts),
+            substeps,
+            s0: as_slice(&s0),
+        })
+        .collect();
+    if row_shape[2] != population.n_inputs {
+        return Err(to_python(
+            py,
+            CoreError::shape(
+                "x",
+                format!("last axis of length n_inputs = {}", population.n_inputs),
+                format!("shape {x_shape:?}"),
+            ),
+        ));
+    }
+    let (members, n_out) = (population.members, population.n_outputs);
+    let y = detached(py, || {
+        ctrnn::forward_population(&population, model, &sequences, threads)
+    })?;
+    to_numpy(py, y, &[members, batch, frames, n_out])
+}
+
+/// Outputs of P networks of one architecture, members spread over threads (each member on one
+/// thread, bit-identical to a one-thread `ctrnn_forward` of it). Parameters carry a leading
+/// member axis: W [P,N,N], tau/theta/gain [P,N], U [P,N,n_in], V [P,n_out,N], c [P,n_out].
+/// x is [B,T,n_in] shared by all members, or [P,B,T,n_in] with `per_member=True`; dts [T];
+/// s0 [B,N]. Returns y [P,B,T,n_out].
+#[pyfunction]
+#[pyo3(signature = (w, tau, theta, gain, u, v, c, x, dts, s0, substeps, activation, integrator, per_member=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn ctrnn_forward_population<'py>(
+    py: Python<'py>,
+    w: &Bound<'py, PyAny>,
+    tau: &Bound<'py, PyAny>,
+    theta: &Bound<'py, PyAny>,
+    gain: &Bound<'py, PyAny>,
+    u: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    c: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    dts: &Bound<'py, PyAny>,
+    s0: &Bound<'py, PyAny>,
+    substeps: usize,
+    activation: &str,
+    integrator: &str,
+    per_member: bool,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let model = model(py, activation, integrator)?;
+    let threads = options(py, false, threads)?.threads;
+    let arrays = [w, tau, theta, gain, u, v, c, x, dts, s0];
+    if is_f64(x) {
+        forward_population_typed::<f64>(py, arrays, substeps, model, per_member, threads)
+    } else {
+        forward_population_typed::<f32>(py, arrays, substeps, model, per_member, threads)
+    }
+}

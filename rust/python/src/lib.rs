@@ -18,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(ctrnn::ctrnn_loss_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(ctrnn::ctrnn_forward_population, m)?)?;
     m.add_function(wrap_pyfunction!(feed::decode_feed_v1, m)?)?;
     m.add_function(wrap_pyfunction!(microcircuit::microcircuit_run, m)?)?;
     m.add_function(wrap_pyfunction!(microcircuit::microcircuit_normals, m)?)?;

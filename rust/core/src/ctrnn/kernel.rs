@@ -18,6 +18,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::float_env::FlushDenormals;
 use crate::linalg;
 use crate::real::{Fused, Isa, Plain, Real};
+use crate::scratch_pool::ScratchBuffer;
 
 /// What [`forward`] returns.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,6 +245,15 @@ pub fn forward_with_options<T: Real>(
         }
     }
     Ok(out)
+}
+
+/// One member of a population: the outputs of a validated call, on this thread, dense.
+pub(super) fn forward_member<T: Real>(
+    p: &ParamsRef<'_, T>,
+    model: Model,
+    seq: &Sequence<'_, T>,
+) -> Vec<T> {
+    forward_on_this_thread(p, model, seq, false, None).y
 }
 
 fn forward_on_this_thread<T: Real>(
@@ -494,11 +504,11 @@ impl<T: Real> FrameCoefficients<T> {
 }
 
 /// Scratch space for one batch of states, and the transposed weights the row kernels read.
-struct Scratch<'c, T> {
+struct Scratch<'c, T: Real> {
     /// The CSR weights when the call runs the sparse kernels.
     sparse: Option<&'c Csr<T>>,
     /// Wᵀ (N×N) and Uᵀ (n_in×N), made once per call.
-    wt: Vec<T>,
+    wt: ScratchBuffer<T>,
     ut: Vec<T>,
     /// U·x for the current frame, B×N.
     ux: Vec<T>,
@@ -518,9 +528,11 @@ impl<'c, T: Real> Scratch<'c, T> {
         Scratch {
             sparse,
             wt: if sparse.is_some() {
-                Vec::new()
+                ScratchBuffer::zeroed(0)
             } else {
-                linalg::transpose(p.w, n, n)
+                let mut wt = ScratchBuffer::zeroed(n * n);
+                linalg::transpose_into(p.w, n, n, &mut wt);
+                wt
             },
             ut: linalg::transpose(p.u, n, n_in),
             ux: vec![T::ZERO; bn],
@@ -588,7 +600,7 @@ fn evaluate_drive<T: Real, I: Isa>(
         Activation::Identity => rates!(Activation::Identity),
     }
     match sparse {
-        Some(csr) => csr.times_rows(drive, rate, batch),
+        Some(csr) => csr.times_rows::<I>(drive, rate, batch),
         None => linalg::rows_times_transposed::<T, I>(drive, rate, p.w, wt, batch, n, n),
     }
     for (d, u) in drive.iter_mut().zip(ux) {
@@ -761,9 +773,9 @@ fn forward_body<T: Real, I: Isa>(
 
 /// Rows (μ, r) whose outer products make the recurrent-weight gradient, added to it as one
 /// matrix product whenever the buffer fills.
-struct WeightGradientBuffer<T> {
-    mu: Vec<T>,
-    rate: Vec<T>,
+struct WeightGradientBuffer<T: Real> {
+    mu: ScratchBuffer<T>,
+    rate: ScratchBuffer<T>,
     rows: usize,
     capacity: usize,
     n: usize,
@@ -776,8 +788,8 @@ impl<T: Real> WeightGradientBuffer<T> {
         let frames_per_fill = (wanted / rows_per_frame).max(1);
         let capacity = frames_per_fill * rows_per_frame;
         WeightGradientBuffer {
-            mu: vec![T::ZERO; capacity * n],
-            rate: vec![T::ZERO; capacity * n],
+            mu: ScratchBuffer::zeroed(capacity * n),
+            rate: ScratchBuffer::zeroed(capacity * n),
             rows: 0,
             capacity,
             n,
@@ -787,8 +799,8 @@ impl<T: Real> WeightGradientBuffer<T> {
     /// A buffer that holds all `rows` at once (the forward pass writes the rates in place).
     fn whole(n: usize, rows: usize) -> Self {
         WeightGradientBuffer {
-            mu: vec![T::ZERO; rows * n],
-            rate: vec![T::ZERO; rows * n],
+            mu: ScratchBuffer::zeroed(rows * n),
+            rate: ScratchBuffer::zeroed(rows * n),
             rows: 0,
             capacity: rows,
             n,
@@ -796,6 +808,7 @@ impl<T: Real> WeightGradientBuffer<T> {
     }
 
     /// Make room for `rows` more rows; returns the first row index to write to.
+    #[inline(always)]
     fn reserve(&mut self, rows: usize, grad_w: &mut [T], sparse: Option<&Csr<T>>) -> usize {
         if self.rows + rows > self.capacity {
             self.flush(grad_w, sparse);
@@ -805,6 +818,8 @@ impl<T: Real> WeightGradientBuffer<T> {
         start
     }
 
+    // Inlined into the caller, so that the AVX2 copy of the kernel compiles it with AVX2 too.
+    #[inline(always)]
     fn flush(&mut self, grad_w: &mut [T], sparse: Option<&Csr<T>>) {
         match sparse {
             Some(csr) => csr.add_gradient(grad_w, &self.mu, &self.rate, self.rows),
@@ -835,7 +850,7 @@ fn drive_vjp<T: Real, I: Isa>(
 ) {
     let n = p.n_neurons;
     match sparse {
-        Some(csr) => csr.transposed_times_rows(back, mu, batch),
+        Some(csr) => csr.transposed_times_rows::<I>(back, mu, batch),
         None => linalg::rows_times::<T, I>(back, mu, p.w, batch, n, n),
     }
     for b in 0..batch {
@@ -883,11 +898,11 @@ fn loss_and_grad_body<T: Real, I: Isa>(
     } else {
         (WeightGradientBuffer::new(n, rows_per_frame, frames), 1)
     };
-    let mut points = vec![T::ZERO; kept_frames * frame_values];
-    let mut drives = vec![T::ZERO; kept_frames * frame_values];
+    let mut points = ScratchBuffer::<T>::zeroed(kept_frames * frame_values);
+    let mut drives = ScratchBuffer::<T>::zeroed(kept_frames * frame_values);
 
     // Forward pass, keeping every frame-boundary state.
-    let mut boundary = vec![T::ZERO; (frames + 1) * bn];
+    let mut boundary = ScratchBuffer::<T>::zeroed((frames + 1) * bn);
     boundary[..bn].copy_from_slice(seq.s0);
     let mut y = vec![T::ZERO; batch * frames * n_out];
     let mut scratch = Scratch::new(p, batch, sparse);

@@ -12,7 +12,10 @@
 
 mod kernel;
 mod neuron_split;
+mod population;
 pub mod sparse;
+
+pub use population::{forward_population, PopulationRef};
 
 pub use kernel::{
     default_threads, forward, forward_with_options, forward_with_threads, loss_and_grad,

@@ -21,6 +21,7 @@ use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::float_env::FlushDenormals;
 use crate::linalg;
 use crate::real::{Isa, Plain, Real};
+use crate::scratch_pool::ScratchBuffer;
 
 /// Each thread gets at least this many neurons: below it, meeting once per stage costs more
 /// than the thread's share of the matrix-vector product saves.
@@ -231,14 +232,14 @@ unsafe fn run_block_avx2<T: Real>(
 }
 
 /// One thread's neurons [lo, hi) and everything it keeps for them.
-struct Block<'a, T> {
+struct Block<'a, T: Real> {
     p: &'a ParamsRef<'a, T>,
     activation: Activation,
     batch: usize,
     lo: usize,
     width: usize,
     /// Wᵀ restricted to this block's output columns: N×width.
-    wt: Vec<T>,
+    wt: ScratchBuffer<T>,
     /// U·x of the current frame for this block, B×width.
     ux: Vec<T>,
     drive: Vec<T>,
@@ -306,7 +307,8 @@ fn run_block_body<T: Real, I: Isa>(
     let (batch, frames, width) = (seq.batch, seq.frames, hi - lo);
     let bw = batch * width;
     // This block's columns of Wᵀ and Uᵀ (rows lo..hi of W and U, transposed).
-    let wt = linalg::transpose(&p.w[lo * n..hi * n], width, n);
+    let mut wt = ScratchBuffer::zeroed(width * n);
+    linalg::transpose_into(&p.w[lo * n..hi * n], width, n, &mut wt);
     let ut = linalg::transpose(&p.u[lo * n_in..hi * n_in], width, n_in);
     let tau = &p.tau[lo..hi];
     let mut block = Block {

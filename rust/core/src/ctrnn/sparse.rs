@@ -12,7 +12,9 @@
 // Per-synapse index arithmetic reads clearer as index loops.
 #![allow(clippy::needless_range_loop)]
 
-use crate::real::Real;
+use crate::linalg;
+use crate::real::{Isa, Real};
+use crate::scratch_pool::ScratchBuffer;
 
 /// The synapses of an N×N weight matrix in CSR form.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,57 +89,87 @@ impl<T: Real> Csr<T> {
     }
 
     /// Σ_k w[k] · x[idx[k]] with four independent accumulators.
+    ///
+    /// Every index is below `x.len()`: the indices come from [`Csr::from_dense`], which only
+    /// stores neuron numbers < n, and callers pass rows of n values (checked in debug builds).
     #[inline(always)]
-    fn gather_dot(w: &[T], idx: &[u32], x: &[T]) -> T {
+    fn gather_dot<I: Isa>(w: &[T], idx: &[u32], x: &[T]) -> T {
+        debug_assert_eq!(w.len(), idx.len());
+        debug_assert!(idx.iter().all(|&i| (i as usize) < x.len()));
         let mut acc = [T::ZERO; 4];
         let mut w4 = w.chunks_exact(4);
         let mut i4 = idx.chunks_exact(4);
         for (cw, ci) in (&mut w4).zip(&mut i4) {
             for l in 0..4 {
-                acc[l] += cw[l] * x[ci[l] as usize];
+                // SAFETY: ci[l] < x.len() (see above).
+                let xv = unsafe { *x.get_unchecked(ci[l] as usize) };
+                acc[l] = I::mul_add(cw[l], xv, acc[l]);
             }
         }
         let mut tail = T::ZERO;
         for (a, b) in w4.remainder().iter().zip(i4.remainder()) {
-            tail += *a * x[*b as usize];
+            // SAFETY: as above.
+            tail = I::mul_add(*a, unsafe { *x.get_unchecked(*b as usize) }, tail);
         }
         ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail
     }
 
     /// out[b, i] = Σ_j W[i, j] · rate[b, j] for `batch` rows (overwrites `out`).
     #[inline(always)]
-    pub fn times_rows(&self, out: &mut [T], rate: &[T], batch: usize) {
+    pub fn times_rows<I: Isa>(&self, out: &mut [T], rate: &[T], batch: usize) {
         let n = self.n;
         for b in 0..batch {
             let r = &rate[b * n..(b + 1) * n];
             let o = &mut out[b * n..(b + 1) * n];
             for i in 0..n {
                 let span = self.row_start[i]..self.row_start[i + 1];
-                o[i] = Self::gather_dot(&self.value[span.clone()], &self.col[span], r);
+                o[i] = Self::gather_dot::<I>(&self.value[span.clone()], &self.col[span], r);
             }
         }
     }
 
     /// back[b, j] = Σ_i mu[b, i] · W[i, j] for `batch` rows (overwrites `back`).
     #[inline(always)]
-    pub fn transposed_times_rows(&self, back: &mut [T], mu: &[T], batch: usize) {
+    pub fn transposed_times_rows<I: Isa>(&self, back: &mut [T], mu: &[T], batch: usize) {
         let n = self.n;
         for b in 0..batch {
             let m = &mu[b * n..(b + 1) * n];
             let o = &mut back[b * n..(b + 1) * n];
             for j in 0..n {
                 let span = self.col_start[j]..self.col_start[j + 1];
-                o[j] = Self::gather_dot(&self.value_by_col[span.clone()], &self.row_of[span], m);
+                o[j] =
+                    Self::gather_dot::<I>(&self.value_by_col[span.clone()], &self.row_of[span], m);
             }
         }
     }
 
     /// grad_w[i, j] += Σ_r mu[r, i] · rate[r, j] over `rows` rows, on the synapses only
-    /// (`grad_w` is the dense N×N gradient; entries off the pattern are not touched). The sums
-    /// run row by row into a per-synapse accumulator, so each row's rates stay in cache.
+    /// (`grad_w` is the dense N×N gradient; entries off the pattern are not touched).
+    ///
+    /// With many rows, μ and the rates are first transposed (N×rows each), so that every
+    /// synapse's sum is one contiguous, vectorised dot product of two length-`rows` rows;
+    /// with few rows the sums run row by row into a per-synapse accumulator.
     #[inline(always)]
     pub fn add_gradient(&self, grad_w: &mut [T], mu: &[T], rate: &[T], rows: usize) {
+        const MIN_ROWS_TO_TRANSPOSE: usize = 16;
         let n = self.n;
+        if rows >= MIN_ROWS_TO_TRANSPOSE {
+            let mut mu_t = ScratchBuffer::<T>::zeroed(n * rows);
+            let mut rate_t = ScratchBuffer::<T>::zeroed(n * rows);
+            linalg::transpose_into(&mu[..rows * n], rows, n, &mut mu_t);
+            linalg::transpose_into(&rate[..rows * n], rows, n, &mut rate_t);
+            for i in 0..n {
+                let mu_i = &mu_t[i * rows..(i + 1) * rows];
+                if mu_i.iter().all(|v| *v == T::ZERO) {
+                    continue;
+                }
+                for k in self.row_start[i]..self.row_start[i + 1] {
+                    let j = self.col[k] as usize;
+                    grad_w[i * n + j] += linalg::dot(mu_i, &rate_t[j * rows..(j + 1) * rows]);
+                }
+            }
+            return;
+        }
         let mut acc = vec![T::ZERO; self.synapses()];
         for r in 0..rows {
             let m = &mu[r * n..(r + 1) * n];
@@ -181,9 +213,9 @@ mod tests {
         assert_eq!(csr.synapses(), w.iter().filter(|v| **v != 0.0).count());
         let rate = [0.5, -1.0, 2.0, 0.25, 1.0, 0.0, -0.5, 3.0];
         let mut out = vec![0.0; 2 * n];
-        csr.times_rows(&mut out, &rate, 2);
+        csr.times_rows::<crate::real::Plain>(&mut out, &rate, 2);
         let mut back = vec![0.0; 2 * n];
-        csr.transposed_times_rows(&mut back, &rate, 2);
+        csr.transposed_times_rows::<crate::real::Plain>(&mut back, &rate, 2);
         let mut grad = vec![0.0; n * n];
         csr.add_gradient(&mut grad, &rate, &rate[..], 2);
         for b in 0..2 {
