@@ -126,7 +126,7 @@ def run_candidate(
 
 @pytest.mark.parametrize("backend", ["dense", "threaded", "distributed"])
 def test_bakeoff_n200(benchmark: Any, backend: str) -> None:
-    run_candidate(benchmark, "bakeoff N=200", 200, 1.0, 60, backend, rounds=8)
+    run_candidate(benchmark, "bakeoff N=200", 200, 1.0, 60, backend, rounds=16)
 
 
 @pytest.mark.parametrize("backend", ["dense", "sparse"])
