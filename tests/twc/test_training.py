@@ -100,6 +100,14 @@ def test_td3_updates_change_the_actor_and_resume_restores_everything(
     assert resumed.env_steps >= trainer.env_steps + 10
 
 
+def test_td3_time_limit_stops_training() -> None:
+    trainer = TD3Trainer(_tiny_config())
+    trainer.train(time_limit_s=0.0)
+    assert trainer.env_steps == 0
+    trainer.train(steps=40, time_limit_s=60.0)
+    assert 40 <= trainer.env_steps < 300
+
+
 def test_actor_update_raises_the_critic_value_of_its_actions() -> None:
     torch.set_num_threads(1)
     trainer = TD3Trainer(_tiny_config(total_steps=300, policy_delay=1, actor_lr=3e-2))

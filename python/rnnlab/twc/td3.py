@@ -404,12 +404,15 @@ class TD3Trainer:
         steps: int | None = None,
         on_eval: Callable[[TD3Trainer, dict[str, float]], None] | None = None,
         progress: Any = None,
+        time_limit_s: float = float("inf"),
     ) -> None:
-        """Run until ``total_steps`` env steps (or ``steps`` more)."""
+        """Run until ``total_steps`` env steps (or ``steps`` more), or until ``time_limit_s``
+        seconds of this call have passed (checked after every batch of env steps)."""
         cfg = self.config
         stop = cfg.total_steps if steps is None else min(cfg.total_steps, self.env_steps + steps)
         next_eval = (self.env_steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps
-        while self.env_steps < stop:
+        deadline = time.perf_counter() + time_limit_s
+        while self.env_steps < stop and time.perf_counter() < deadline:
             before = self.env_steps
             self._env_step()
             if progress is not None:
