@@ -140,6 +140,29 @@ def test_save_and_load_round_trip_bit_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(same.run(x, dt=0.1), net.run(x, dt=0.1))
 
 
+def test_the_backend_choice_is_saved_and_restored(tmp_path: Path) -> None:
+    net = CTRNN(6, 2, 1, seed=2, backend="threaded", threads=3)
+    path = net.save(tmp_path / "threaded.npz")
+    same = CTRNN.load(path)
+    assert same.backend.name == "threaded"
+    assert same.backend.options()["threads"] == 3
+    other = CTRNN.load(path, backend="dense", threads=1)
+    assert other.backend.name == "dense"
+    assert other.backend.options()["threads"] == 1
+    x = _inputs(5)
+    np.testing.assert_array_equal(other.run(x, dt=0.1), same.run(x, dt=0.1))
+    # Files written before the backend was recorded load with "auto".
+    with np.load(path) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["metadata"]))
+    del meta["backend"]
+    arrays["metadata"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert CTRNN.load(tmp_path / "old.npz").backend.name == "dense"
+    with pytest.raises(rnnlab.ConfigError, match="backend"):
+        CTRNN.load(path, backend="gpu")
+
+
 def test_load_refuses_foreign_and_future_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "other.npz", W=np.zeros((2, 2)))
     with pytest.raises(rnnlab.ConfigError, match="metadata"):

@@ -66,8 +66,11 @@ def test_resume_from_checkpoint_continues_with_the_same_parameters(tmp_path: Pat
     first.process(times[:200], values[:200])
     assert path.exists()
     resumed = OnlineTrainer.resume(path)
+    assert resumed.net.backend.name == first.net.backend.name
     for name, value in first.net.params.items():
         np.testing.assert_array_equal(resumed.net.params[name], value)
+    threaded = OnlineTrainer.resume(path, backend="threaded", threads=2)
+    assert threaded.net.backend.name == "threaded"
     resumed.process(times[200:], values[200:])
     for name, value in straight.net.params.items():
         np.testing.assert_array_equal(resumed.net.params[name], value)

@@ -809,7 +809,23 @@ class CTRNN:
             "dtype": str(self.dtype),
             "seed": self.seed,
             "density": self.density,
+            "backend": self.backend_record(),
         }
+
+    def backend_record(self) -> dict[str, Any]:
+        """The backend's name and the options that mean the same on another machine (thread
+        and worker counts, staleness, timeouts; never endpoints or keys), as saved with the
+        model and restored by :meth:`load`."""
+        portable = {"threads", "sparse", "workers", "max_staleness", "timeout", "heartbeat"}
+        options = {
+            key: value
+            for key, value in self._backend.options().items()
+            if key in portable
+            and value is not None
+            and isinstance(value, (bool, int, float))
+            and not (key == "workers" and isinstance(value, bool))
+        }
+        return {"name": self._backend.name, "options": options}
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """What :meth:`save` writes, as a dict of plain arrays (keys start with ``prefix``)."""
@@ -821,9 +837,19 @@ class CTRNN:
 
     @classmethod
     def from_arrays(
-        cls, arrays: Mapping[str, np.ndarray], prefix: str = "", source: str = ""
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        prefix: str = "",
+        source: str = "",
+        backend: str | Backend | None = None,
+        **backend_options: Any,
     ) -> CTRNN:
-        """Rebuild a network from :meth:`to_arrays` output (or an opened ``.npz``)."""
+        """Rebuild a network from :meth:`to_arrays` output (or an opened ``.npz``).
+
+        ``backend=None`` restores the backend the network was saved with (its name and portable
+        options, see :meth:`backend_record`; files without one get ``auto``); a name or object
+        overrides it, with ``backend_options``.
+        """
         where = source or "arrays"
         if prefix + "metadata" not in arrays:
             raise ConfigError(f"{where}: not an rnnlab CTRNN file (no metadata entry)")
@@ -837,6 +863,12 @@ class CTRNN:
             )
         params = {name: np.array(arrays[prefix + name]) for name in PARAM_NAMES}
         state = np.array(arrays[prefix + "state"]) if prefix + "state" in arrays else None
+        if backend is None:
+            saved = meta.get("backend") or {}
+            backend = saved.get("name", "auto")
+            if not isinstance(backend, str):
+                raise ConfigError(f"{where}: backend name must be a string, got {backend!r}")
+            backend_options = {**dict(saved.get("options") or {}), **backend_options}
         net = cls.from_params(
             params,
             activation=meta["activation"],
@@ -844,6 +876,8 @@ class CTRNN:
             readout=meta["readout"],
             trainable=meta["trainable"],
             tau_min=meta["tau_min"],
+            backend=backend,
+            **backend_options,
         )
         net.params = params
         net.seed = meta.get("seed")
@@ -860,7 +894,13 @@ class CTRNN:
         return write_npz_atomic(path, self.to_arrays())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> CTRNN:
-        """Read a file written by :meth:`save` (never unpickles anything)."""
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        backend: str | Backend | None = None,
+        **backend_options: Any,
+    ) -> CTRNN:
+        """Read a file written by :meth:`save` (never unpickles anything). The network gets the
+        backend it was saved with unless ``backend`` says otherwise (see :meth:`from_arrays`)."""
         with np.load(path, allow_pickle=False) as data:
-            return cls.from_arrays(data, source=str(path))
+            return cls.from_arrays(data, source=str(path), backend=backend, **backend_options)

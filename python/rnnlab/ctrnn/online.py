@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from rnnlab import _native
 from rnnlab.atomic import write_npz_atomic
+from rnnlab.ctrnn.backends import Backend
 from rnnlab.ctrnn.model import CTRNN, OPTIMIZERS
 from rnnlab.errors import ConfigError, ShapeError
 
@@ -472,8 +473,15 @@ class OnlineTrainer:
         path: str | os.PathLike[str],
         checkpoint_path: str | os.PathLike[str] | None = None,
         loss_fn: Callable[[NDArray[np.float64], NDArray[np.float64]], ArrayLike] | None = None,
+        backend: str | Backend | None = None,
+        **backend_options: Any,
     ) -> OnlineTrainer:
-        """Rebuild a trainer from :meth:`save_checkpoint`; it continues exactly where it was."""
+        """Rebuild a trainer from :meth:`save_checkpoint`; it continues exactly where it was.
+
+        The network gets the backend it was saved with (e.g. ``threaded`` with 2 threads, or
+        ``distributed`` with 2 local workers, which are spawned again) unless ``backend`` names
+        another one (with ``backend_options``).
+        """
         with np.load(path, allow_pickle=False) as data:
             arrays = dict(data)
         if "trainer.metadata" not in arrays:
@@ -484,7 +492,9 @@ class OnlineTrainer:
                 f"{path}: checkpoint format {meta.get('format')!r} version {meta.get('version')!r}"
                 f"; this rnnlab reads {CHECKPOINT_FORMAT!r} version {CHECKPOINT_VERSION}"
             )
-        net = CTRNN.from_arrays(arrays, prefix="model.", source=str(path))
+        net = CTRNN.from_arrays(
+            arrays, prefix="model.", source=str(path), backend=backend, **backend_options
+        )
         trainer = cls(
             net,
             **meta["config"],
