@@ -266,6 +266,12 @@ def test_symmetric_gap_junction_maps_to_gj_and_is_written_back(tmp_path: Path) -
             ["connTarget='RVE'", "names no <neuron>"],
         ),
         ('df="0.17"', 'df="fast"', ["df='fast'", "not a finite number"]),
+        (
+            'name="IN1" valleyVal="-0.3"',
+            'name="IN1" valleyVal="-0.2"',
+            ["interface IN1: valley -0.2 (the TWC uses -0.3)"],
+        ),
+        ('type="OUT"', 'type="MOTOR"', ["type='MOTOR'", "allowed: ['IN', 'OUT']"]),
         ('connWeight="0.31"', 'connWeight="nan"', ["connWeight='nan'", "not a finite number"]),
         ("</Model>", "</Modell>", ["not well-formed XML", "mismatched tag"]),
         (
@@ -331,6 +337,35 @@ def test_unsafe_or_non_xml_files_are_refused(
     assert "model.xml" in message
     for part in expected:
         assert part in message
+
+
+def test_missing_file_or_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"absent\.xml: cannot read the Ariel XML file"):
+        read_ariel_xml(tmp_path / "absent.xml")
+    with pytest.raises(ConfigError, match="cannot read the Ariel XML file"):
+        read_ariel_xml(tmp_path)
+
+
+def test_other_circuits_round_trip_unchecked(tmp_path: Path) -> None:
+    obj = {
+        "name": "three",
+        "neurons": {"S": {"threshold": 0.0, "decay": 0.0}, "H": {"threshold": -0.5, "decay": 2.5}},
+        "synapses": [
+            {"from": "S", "to": "H", "type": "GJ", "weight": 0.1 + 0.2},
+            {"from": "H", "to": "M", "type": "EX", "weight": 1e-300},
+            {"from": "H", "to": "H", "type": "IN", "weight": 3.0},
+        ],
+        "interfaces": [{"name": "IN1", "type": "IN", "positive": "S", "negative": "S"}],
+    }
+    path = write_ariel_xml(obj, tmp_path / "three.xml")
+    back = read_ariel_xml(path)
+    assert list(back["neurons"]) == ["M", "S", "H"]  # M has no parameters: written first, 0/0
+    assert back["neurons"]["M"] == {"threshold": 0.0, "decay": 0.0}
+    assert back["neurons"]["H"] == obj["neurons"]["H"]
+    assert back["synapses"] == obj["synapses"]
+    assert back["roles"] == {"M": "inter", "S": "sensory", "H": "inter"}
+    assert back["ariel"]["gap_junction_types"] == {"S->H": "AGJ"}
+    assert read_ariel_xml(write_ariel_xml(back, tmp_path / "again.xml")) == back
 
 
 def test_write_rejects_bad_objects(tmp_path: Path) -> None:

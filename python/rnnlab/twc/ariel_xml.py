@@ -132,11 +132,11 @@ def _parse_xml(path: Path) -> _Element:
     """Parse ``path`` into a small element tree with expat; no DTDs, no entities."""
     try:
         size = path.stat().st_size
+        if size > _MAX_BYTES:
+            raise ConfigError(f"{path}: {size} bytes; an Ariel XML model is at most {_MAX_BYTES}")
+        data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the Ariel XML file ({error.strerror})") from error
-    if size > _MAX_BYTES:
-        raise ConfigError(f"{path}: {size} bytes; an Ariel XML model is at most {_MAX_BYTES}")
-    data = path.read_bytes()
     parser = xml.parsers.expat.ParserCreate()
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[_Element] = []
