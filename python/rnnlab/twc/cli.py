@@ -324,7 +324,8 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
         description=(
             "The C. elegans tap-withdrawal circuit (11 neurons, 26 synapses) with FIURI neurons "
             "in PyTorch: exact / soft / straight-through dynamics, CMA-ES, TD3 and DDPG training "
-            "on MountainCarContinuous, evaluation and reference validation."
+            "on MountainCarContinuous, evaluation, reference validation and FIURI engine XML "
+            "import/export."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
