@@ -7,6 +7,7 @@
 - :class:`BatchedMountainCar` — numpy physics equal to Gymnasium's ``MountainCarContinuous-v0``.
 - :func:`train_evolution` (CMA-ES), :class:`TD3Trainer` (TD3 / DDPG with sequence replay).
 - :func:`evaluate` — the fixed-seed evaluation protocol.
+- :func:`read_ariel_xml` / :func:`write_ariel_xml` — the original FIURI engine's XML models.
 
 torch is imported lazily: ``import rnnlab.twc`` stays cheap until a name is used.
 """
@@ -29,8 +30,11 @@ __all__ = [
     "evaluate",
     "load_policy",
     "load_wiring",
+    "read_ariel_xml",
     "train_evolution",
     "twc_wiring",
+    "twc_wiring_differences",
+    "write_ariel_xml",
 ]
 
 _HOMES = {
@@ -48,6 +52,9 @@ _HOMES = {
     "Wiring": "wiring",
     "load_wiring": "wiring",
     "twc_wiring": "wiring",
+    "read_ariel_xml": "ariel_xml",
+    "write_ariel_xml": "ariel_xml",
+    "twc_wiring_differences": "ariel_xml",
 }
 
 

@@ -17,6 +17,8 @@ examples:
   rnnlab twc train --algo ddpg --steps 50000
   rnnlab twc eval runs/twc-td3-.../best.safetensors --episodes 100
   rnnlab twc eval params.json --backend gymnasium  # effective-parameter JSON
+  rnnlab twc import-xml TWFiuriBaseFIU.xml --out params.json   # FIURI engine (Ariel) XML
+  rnnlab twc export-xml params.json --out model.xml
 """
 
 
@@ -283,15 +285,58 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_xml(args: argparse.Namespace) -> int:
+    import json
+
+    from rnnlab.atomic import write_json_atomic
+    from rnnlab.twc.ariel_xml import read_ariel_xml
+
+    obj = read_ariel_xml(
+        args.file, ariel_loader_quirk=args.ariel_loader_quirk, check_twc=not args.no_check_twc
+    )
+    if args.out is None:
+        print(json.dumps(obj, indent=2))
+        return 0
+    write_json_atomic(args.out, obj)
+    kinds = [s["type"] for s in obj["synapses"]]
+    counts = ", ".join(f"{kinds.count(k)} {k}" for k in ("EX", "IN", "GJ"))
+    mode = "engine loader quirk: T = internalstate, d = 0" if args.ariel_loader_quirk else "th/df"
+    print(
+        f"{args.file}: {len(obj['neurons'])} neurons, {len(kinds)} synapses ({counts}), "
+        f"{len(obj['interfaces'])} interfaces [{mode}]; wrote {args.out}"
+    )
+    return 0
+
+
+def _export_xml(args: argparse.Namespace) -> int:
+    import json
+
+    from rnnlab.errors import ConfigError
+    from rnnlab.twc.ariel_xml import write_ariel_xml
+
+    try:
+        obj = json.loads(Path(args.params).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{args.params}: cannot read a parameters JSON ({error})") from error
+    if isinstance(obj, dict) and "neurons" not in obj and isinstance(obj.get("parameters"), dict):
+        obj = obj["parameters"]  # a checkpoint .json: {"circuit": ..., "parameters": ...}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{args.params}: expected a JSON object with neurons and synapses")
+    write_ariel_xml(obj, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def register(systems: argparse._SubParsersAction[Any]) -> None:
-    """Add ``rnnlab twc train|eval|validate``."""
+    """Add ``rnnlab twc train|eval|validate|import-xml|export-xml``."""
     twc = systems.add_parser(
         "twc",
         help="tap-withdrawal circuit with FIURI neurons (MountainCarContinuous)",
         description=(
             "The C. elegans tap-withdrawal circuit (11 neurons, 26 synapses) with FIURI neurons "
             "in PyTorch: exact / soft / straight-through dynamics, CMA-ES, TD3 and DDPG training "
-            "on MountainCarContinuous, evaluation and reference validation."
+            "on MountainCarContinuous, evaluation, reference validation and FIURI engine XML "
+            "import/export."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -387,6 +432,58 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
     validate.add_argument("--steps", type=int, default=300)
     validate.add_argument("--out", default="runs")
     validate.set_defaults(handler=_validate)
+
+    import_xml = commands.add_parser(
+        "import-xml",
+        help="FIURI engine (Ariel) XML model -> parameters JSON",
+        description=(
+            "Read a model XML of the original FIURI engine (BiMPuRLE / Ariel: <Model>, "
+            "<NeuralNetwork>, <neuron th df>, <connection connType ...>, <Interfaces>) and write "
+            "the effective-parameter JSON that TWC.from_parameters and `rnnlab twc eval` take "
+            "(printed to stdout without --out). ChemEx -> EX, ChemIn -> IN, SGJ/AGJ -> GJ. "
+            "By default T = th and d = df (the fix); --ariel-loader-quirk reproduces the engine's "
+            "loader (T = internalstate, d = 0, testWeight). A file with the TWC's neurons must "
+            "have the shipped TWC wiring unless --no-check-twc."
+        ),
+        epilog=(
+            "examples:\n  rnnlab twc import-xml TWFiuriBaseFIU.xml --out params.json\n"
+            "  rnnlab twc eval params.json --episodes 100\n"
+            "  rnnlab twc import-xml model.xml --ariel-loader-quirk   # print the JSON\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_xml.add_argument("file", help="the engine's model .xml")
+    import_xml.add_argument("--out", default=None, help="parameters .json to write (atomic)")
+    import_xml.add_argument(
+        "--ariel-loader-quirk",
+        action="store_true",
+        help="load as the engine does: T = internalstate, d = 0 (default: T = th, d = df)",
+    )
+    import_xml.add_argument(
+        "--no-check-twc",
+        action="store_true",
+        help="do not require the shipped TWC wiring for files with the TWC's neurons",
+    )
+    import_xml.set_defaults(handler=_import_xml)
+
+    export_xml = commands.add_parser(
+        "export-xml",
+        help="parameters JSON -> FIURI engine (Ariel) XML model",
+        description=(
+            "Write an effective-parameter JSON (from import-xml, circuit.parameters_json() or a "
+            "checkpoint .json) as a model XML of the original FIURI engine. EX -> ChemEx, "
+            "IN -> ChemIn, GJ -> AGJ (or SGJ if the JSON says so); sensory neurons without "
+            "parameters get th = df = 0; a TWC without interfaces gets IN1, IN2, OUT1."
+        ),
+        epilog=(
+            "examples:\n  rnnlab twc export-xml params.json --out model.xml\n"
+            "  rnnlab twc export-xml runs/twc-es-seed0/best.json --out best.xml\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export_xml.add_argument("params", help="parameters .json (or a checkpoint .json)")
+    export_xml.add_argument("--out", required=True, help="model .xml to write (atomic)")
+    export_xml.set_defaults(handler=_export_xml)
 
 
 def _train_dispatch(args: argparse.Namespace) -> int:
