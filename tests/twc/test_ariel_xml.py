@@ -411,3 +411,13 @@ def test_cli_import_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     bad.write_text("not xml")
     assert rnnlab_main(["twc", "import-xml", str(bad)]) == 2
     assert "bad.xml:1: not well-formed XML" in capsys.readouterr().err
+
+
+def test_xml_models_load_as_policies_for_evaluation() -> None:
+    from rnnlab.twc.td3 import load_policy
+
+    policy = load_policy(KNOWN)
+    expected = TWC.from_parameters(read_ariel_xml(KNOWN), dynamics="exact")
+    assert policy.dynamics == "exact"
+    assert torch.equal(policy.flat_raw(), expected.flat_raw())
+    assert load_policy(KNOWN, dynamics="soft").dynamics == "soft"

@@ -513,7 +513,9 @@ def _detach(state: CircuitState | None) -> CircuitState | None:
 
 
 def load_policy(path: str | Path, dynamics: str | None = None) -> TWC:
-    """Load an actor from ``X.safetensors`` (+ ``X.json``) or a parameters/checkpoint JSON."""
+    """Load an actor from ``X.safetensors`` (+ ``X.json``), a parameters/checkpoint JSON, or a
+    FIURI-engine (Ariel) XML model (read with :func:`rnnlab.twc.ariel_xml.read_ariel_xml`;
+    exact dynamics unless ``dynamics`` says otherwise)."""
     import json
 
     from safetensors.torch import load_file
@@ -533,4 +535,10 @@ def load_policy(path: str | Path, dynamics: str | None = None) -> TWC:
         circuit = TWC.from_config(config)
         circuit.load_parameters_json(meta.get("parameters", meta))
         return circuit
-    raise ConfigError(f"checkpoint: expected a .safetensors or .json file, got {str(path)!r}")
+    if path.suffix == ".xml":
+        from rnnlab.twc.ariel_xml import read_ariel_xml
+
+        return TWC.from_parameters(read_ariel_xml(path), dynamics=dynamics or "exact")
+    raise ConfigError(
+        f"checkpoint: expected a .safetensors, .json or FIURI-engine .xml file, got {str(path)!r}"
+    )
