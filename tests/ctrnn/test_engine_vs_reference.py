@@ -103,21 +103,11 @@ def test_single_sequence_split_over_neurons_matches_reference(integrator: str) -
     x = rng.normal(size=(1, 6, N_IN))
     dts = rng.uniform(0.05, 0.2, 6)
     s0 = rng.normal(size=(1, n))
-    split = CTRNN.from_params(
-        params,
-        activation="tanh",
-        integrator=integrator,
-        readout="linear",
-        backend="dense",
-        threads=2,
-    )
-    one = CTRNN.from_params(
-        params,
-        activation="tanh",
-        integrator=integrator,
-        readout="linear",
-        backend="dense",
-        threads=1,
+    split, one = (
+        CTRNN.from_params(
+            params, activation="tanh", integrator=integrator, readout="linear", threads=threads
+        )
+        for threads in (2, 1)
     )
     y, states = split.run(x, dt=dts, substeps=3, return_states=True, s0=s0)
     y_one, states_one = one.run(x, dt=dts, substeps=3, return_states=True, s0=s0)
