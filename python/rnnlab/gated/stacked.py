@@ -13,12 +13,15 @@ model's own gradient: the stacked run computes the same training as separate run
 floating-point rounding (tested against :func:`rnnlab.gated.train.train_run`).
 
 Each configuration keeps its own seed: initial weights come from its own :class:`ByteLM`, and
-its windows from its own data RNG. Stacked runs do not checkpoint (a retried group restarts).
+its windows from its own data RNG. With run folders, each member checkpoints and resumes like a
+single run, in the same files and format (:func:`train_stacked`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -29,13 +32,15 @@ from torch.nn import functional
 
 from rnnlab.errors import ConfigError
 from rnnlab.gated.data import load_corpus, sample_windows, split_bytes
-from rnnlab.gated.model import ByteLM, RNNLayer
+from rnnlab.gated.model import ByteLM
 from rnnlab.gated.train import (
     Adam,
     TrainConfig,
     build_model,
+    load_checkpoint,
     parameters_without_gradient,
     resolve_device,
+    save_checkpoint_tensors,
 )
 
 __all__ = ["StackedByteLM", "stack_key", "train_stacked"]
@@ -57,6 +62,17 @@ def stack_key(arch: dict[str, Any]) -> tuple[int, int, int] | None:
     if extras & set(arch):
         return None
     return (arch["n_layers"], arch["state_size"], arch.get("embedding_size") or arch["state_size"])
+
+
+_View = Callable[[Tensor], Tensor]
+
+
+def _t(tensor: Tensor) -> Tensor:
+    return tensor.t()
+
+
+def _row0(tensor: Tensor) -> Tensor:
+    return tensor[0]
 
 
 class _StackedLayer(nn.Module):
@@ -92,6 +108,10 @@ class StackedByteLM(nn.Module):
                 raise ConfigError("models: extra options (always_swish, ...) cannot be stacked")
         G = len(models)
         self.G, self.n_layers, self.state_size, self.embedding_size = G, L, S, E
+        self.member_flags = [model.flags for model in models]
+        self.member_shapes = [
+            {name: tuple(t.shape) for name, t in model.state_dict().items()} for model in models
+        ]
         masks = torch.tensor(
             [[float(getattr(m.flags, name)) for name in _MASKS] for m in models]
         )  # [G, 7]
@@ -153,49 +173,128 @@ class StackedByteLM(nn.Module):
             for g, model in enumerate(models):
                 self._place(g, model)
 
-    def _place(self, g: int, model: ByteLM) -> None:
+    def _links(self, g: int) -> list[tuple[str, _View, str, _View]]:
+        """How member ``g``'s :class:`ByteLM` tensors sit in the stacked ones.
+
+        Each link ``(single name, single view, stacked name, stacked view)`` pairs a region of a
+        single-model tensor (its ``state_dict`` layout) with the region of the stacked tensor
+        that holds it, both seen in the same orientation; parts the member does not use are not
+        linked (they stay zero in the stack).
+        """
         S, E = self.state_size, self.embedding_size
-        self.embedding[g] = model.embedding
-        self.embedding_bias[g, 0] = model.embedding_bias
-        self.head_weight[g] = model.head.weight.t()
-        self.head_bias[g, 0] = model.head.bias
-        f = model.flags
+        f = self.member_flags[g]
+
+        def whole(t: Tensor) -> Tensor:
+            return t
+
+        def member(view: _View) -> _View:
+            return lambda t: view(t[g])
+
+        links: list[tuple[str, _View, str, _View]] = [
+            ("embedding", whole, "embedding", member(whole)),
+            ("embedding_bias", whole, "embedding_bias", member(lambda t: t[0])),
+            ("head.weight", whole, "head_weight", member(lambda t: t.t())),
+            ("head.bias", whole, "head_bias", member(lambda t: t[0])),
+        ]
+        # the member's read-out columns (its own parts, in order) and their stacked rows
         uses = {"new": f.use_new_state, "old": f.use_old_state, "input": f.use_residual}
-        rows: list[int] = []  # read-out rows of the parts this model uses, in its own order
-        offset = 0
+        readout_blocks = []
+        column = row = 0
         for name, width in self.readout_parts:
             if uses[name]:
-                rows += list(range(offset, offset + width))
-            offset += width
-        index = torch.tensor(rows)
-        for stacked_layer, layer in zip(self.layers, model.layers, strict=True):
-            stacked = cast(_StackedLayer, stacked_layer)
-            w = cast(RNNLayer, layer).upstream_weights()
+                readout_blocks.append((column, row, width))
+                column += width
+            row += width
+        out_rows = E * (1 + int(f.use_output_gate))
+        for index in range(self.n_layers):
+            p = f"layers.{index}."
+
+            def single(name: str, view: _View = whole, _p: str = p) -> tuple[str, _View]:
+                return _p + name, view
+
+            def stacked(name: str, view: _View, _p: str = p) -> tuple[str, _View]:
+                return _p + name, member(view)
+
+            pairs: list[tuple[tuple[str, _View], tuple[str, _View]]] = []
             if f.use_input_gate:
-                stacked.input_gates_weight[g] = torch.cat(
-                    [w["input_gate_x.weight"], w["input_gate_s.weight"]]
-                ).t()
-                stacked.input_gates_bias[g, 0] = torch.cat(
-                    [w["input_gate_x.bias"], w["input_gate_s.bias"]]
-                )
-            stacked.combined_weight[g, :, :S] = w["state.weight"].t()
-            stacked.combined_bias[g, 0, :S] = w["state.bias"]
+                pairs.append((single("input_gates_weight"), stacked("input_gates_weight", _t)))
+                pairs.append((single("input_gates_bias"), stacked("input_gates_bias", _row0)))
+            blocks = [0]
             if f.use_state_gate:
-                cols = slice(self.sg_block * S, (self.sg_block + 1) * S)
-                stacked.combined_weight[g, :, cols] = w["state_gate.weight"][:, : E + S].t()
-                stacked.combined_bias[g, 0, cols] = w["state_gate.bias"]
-                stacked.state_gate_candidate[g] = w["state_gate.weight"][:, E + S :].t()
+                blocks.append(self.sg_block)
             if f.use_forget_gate:
-                cols = slice(self.fg_block * S, (self.fg_block + 1) * S)
-                stacked.combined_weight[g, :, cols] = w["forget_gate.weight"][:, : E + S].t()
-                stacked.combined_bias[g, 0, cols] = w["forget_gate.bias"]
-                stacked.forget_gate_state[g] = w["forget_gate.weight"][:, E + S :].t()
-            stacked.readout_weight[g, index, :E] = w["output.weight"].t()
-            stacked.readout_bias[g, 0, :E] = w["output.bias"]
+                blocks.append(self.fg_block)
+            for own, block in enumerate(blocks):
+                rows = slice(own * S, (own + 1) * S)
+                cols = slice(block * S, (block + 1) * S)
+                pairs.append(
+                    (
+                        single("combined_weight", lambda t, r=rows: t[r]),
+                        stacked("combined_weight", lambda t, c=cols: t[:, c].t()),
+                    )
+                )
+                pairs.append(
+                    (
+                        single("combined_bias", lambda t, r=rows: t[r]),
+                        stacked("combined_bias", lambda t, c=cols: t[0, c]),
+                    )
+                )
+            if f.use_state_gate:
+                pairs.append(
+                    (single("state_gate_candidate_weight"), stacked("state_gate_candidate", _t))
+                )
+            if f.use_forget_gate:
+                pairs.append((single("forget_gate_state_weight"), stacked("forget_gate_state", _t)))
+            for column, row, width in readout_blocks:
+                pairs.append(
+                    (
+                        single("readout_weight", lambda t, c=column, w=width: t[:, c : c + w]),
+                        stacked(
+                            "readout_weight",
+                            lambda t, r=row, w=width: t[r : r + w, :out_rows].t(),
+                        ),
+                    )
+                )
+            pairs.append(
+                (single("readout_bias"), stacked("readout_bias", lambda t: t[0, :out_rows]))
+            )
             if f.use_output_gate:
-                stacked.readout_weight[g, index, E:] = w["output_gate.weight"][:, E:].t()
-                stacked.readout_bias[g, 0, E:] = w["output_gate.bias"]
-                stacked.output_gate_output[g] = w["output_gate.weight"][:, :E].t()
+                pairs.append(
+                    (single("output_gate_output_weight"), stacked("output_gate_output", _t))
+                )
+            links += [(a, va, b, vb) for (a, va), (b, vb) in pairs]
+        return links
+
+    def stack_tensors(self, g: int, tensors: dict[str, Tensor], into: dict[str, Tensor]) -> None:
+        """Copy member ``g``'s single-layout ``tensors`` (parameters, or Adam moments of the
+        same shapes) into the stacked tensors ``into`` (keyed by stacked parameter name); names
+        missing from ``tensors`` are left as they are."""
+        with torch.no_grad():
+            for name, single_view, stacked_name, stacked_view in self._links(g):
+                if name in tensors:
+                    stacked_view(into[stacked_name]).copy_(single_view(tensors[name]))
+
+    def unstack_tensors(
+        self, g: int, stacked: dict[str, Tensor], names: set[str] | None = None
+    ) -> dict[str, Tensor]:
+        """Member ``g``'s tensors in its :class:`ByteLM` ``state_dict`` layout, taken from
+        ``stacked`` (parameters or moments; ``names`` limits which single names are built)."""
+        out: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for name, single_view, stacked_name, stacked_view in self._links(g):
+                if names is not None and name not in names:
+                    continue
+                if name not in out:
+                    out[name] = torch.zeros(
+                        self.member_shapes[g][name],
+                        dtype=stacked[stacked_name].dtype,
+                        device=stacked[stacked_name].device,
+                    )
+                single_view(out[name]).copy_(stacked_view(stacked[stacked_name]))
+        return out
+
+    def _place(self, g: int, model: ByteLM) -> None:
+        self.stack_tensors(g, dict(model.state_dict()), dict(self.named_parameters()))
 
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> list[Tensor]:
         return [
@@ -303,16 +402,71 @@ def _evaluate(
     return (total / (length - 1)).tolist()
 
 
+def _stacked_optimizer_state(model: StackedByteLM, optimizer: Adam, members: list[Adam]) -> None:
+    """Set the stacked ``optimizer``'s moments and step counts from each member's Adam."""
+    params = dict(model.named_parameters())
+    for name, parameter in params.items():
+        counts = set()
+        for g, member in enumerate(members):
+            for single, _, stacked_name, _ in model._links(g):
+                if stacked_name == name and single in member.steps:
+                    counts.add(member.steps[single])
+        if not counts:
+            continue  # never updated (or only ever with zero gradient: no state needed)
+        if len(counts) != 1:
+            raise ConfigError("checkpoints: the stacked runs were saved at different Adam steps")
+        optimizer.steps[name] = counts.pop()
+        optimizer.exp_avg[name] = torch.zeros_like(parameter)
+        optimizer.exp_avg_sq[name] = torch.zeros_like(parameter)
+    for g, member in enumerate(members):
+        model.stack_tensors(g, member.exp_avg, optimizer.exp_avg)
+        model.stack_tensors(g, member.exp_avg_sq, optimizer.exp_avg_sq)
+
+
+def _member_checkpoint(
+    model: StackedByteLM, optimizer: Adam, g: int, trained: set[str]
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, int]]:
+    """Member ``g``'s model tensors, Adam tensors and Adam steps in the single-run format."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    tensors = model.unstack_tensors(g, params)
+    moment_names = {
+        single
+        for single, _, stacked_name, _ in model._links(g)
+        if single in trained and stacked_name in optimizer.steps
+    }
+    exp_avg = model.unstack_tensors(g, optimizer.exp_avg, moment_names)
+    exp_avg_sq = model.unstack_tensors(g, optimizer.exp_avg_sq, moment_names)
+    steps: dict[str, int] = {}
+    for single, _, stacked_name, _ in model._links(g):
+        if single in moment_names:
+            steps[single] = optimizer.steps[stacked_name]
+    adam_tensors = {f"adam.exp_avg.{n}": t for n, t in exp_avg.items()}
+    adam_tensors.update({f"adam.exp_avg_sq.{n}": t for n, t in exp_avg_sq.items()})
+    return tensors, adam_tensors, steps
+
+
 def train_stacked(
     architectures: list[dict[str, Any]],
     config: TrainConfig,
     *,
     seeds: list[int],
     corpus: NDArray[np.uint8] | None = None,
+    folders: list[str | Path] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train same-shape configurations together; one metrics dict per config, as ``train_run``."""
+    """Train same-shape configurations together; one metrics dict per config, as ``train_run``.
+
+    With ``folders`` (one run folder per configuration) every member writes the checkpoint of a
+    single run (:func:`rnnlab.gated.train.train_run`'s files and format: its model, its Adam
+    state, its data RNG, the step and its metrics so far) every ``config.checkpoint_every_s``
+    seconds at window boundaries, and ``on_checkpoint(step)`` is called after each round. A group
+    resumes from its members' checkpoints when every member has a valid one at the same step
+    (members are checkpointed together, so they normally do); otherwise it starts afresh.
+    """
     if len(architectures) != len(seeds):
         raise ConfigError("seeds: need one seed per architecture")
+    if folders is not None and len(folders) != len(seeds):
+        raise ConfigError("folders: need one run folder per architecture")
     keys = {stack_key(a) for a in architectures}
     if None in keys or len(keys) != 1:
         raise ConfigError(
@@ -329,15 +483,69 @@ def train_stacked(
         logits, _ = single(probe, single.initial_state(2))
         functional.cross_entropy(logits, probe).backward()
         untrained.append(parameters_without_gradient(single))
-    model = StackedByteLM(singles).to(device)
-    optimizer = Adam(list(model.named_parameters()), lr=config.lr)
+        single.zero_grad(set_to_none=True)
+    run_folders = [Path(f) for f in folders] if folders is not None else None
+    G = len(singles)
     rngs = [np.random.Generator(np.random.PCG64(seed)) for seed in seeds]
-    G = model.G
     ema = [float(config.ema_init)] * G
     curve_ema: list[list[float]] = [[] for _ in range(G)]
     curve_mean: list[list[float]] = [[] for _ in range(G)]
     pending: list[list[float]] = [[] for _ in range(G)]
-    step = 0
+    step = resumed_from = 0
+    elapsed_before = 0.0
+    members: list[Adam] | None = None
+    if run_folders is not None:
+        saved_members = [Adam(list(single.named_parameters()), lr=config.lr) for single in singles]
+        saved = [
+            load_checkpoint(folder, single, adam)
+            for folder, single, adam in zip(run_folders, singles, saved_members, strict=True)
+        ]
+        steps_saved = {None if p is None else int(p["step"]) for p in saved}
+        if None not in steps_saved and len(steps_saved) == 1:
+            members = saved_members
+            step = resumed_from = cast(int, steps_saved.pop())
+            for g, progress in enumerate(cast(list[dict[str, Any]], saved)):
+                ema[g] = float(progress["ema"])
+                curve_ema[g] = list(progress["curve_ema"])
+                curve_mean[g] = list(progress["curve_mean"])
+                pending[g] = list(progress["pending"])
+                rngs[g].bit_generator.state = progress["rng"]
+                elapsed_before = float(progress.get("train_seconds", 0.0))
+        elif any(p is not None for p in saved):  # partial or mixed: rebuild the fresh models
+            singles = [
+                build_model(arch, seed) for arch, seed in zip(architectures, seeds, strict=False)
+            ]
+    model = StackedByteLM(singles).to(device)
+    optimizer = Adam(list(model.named_parameters()), lr=config.lr)
+    if members is not None:
+        _stacked_optimizer_state(model, optimizer, members)
+    trained = [
+        {name for name, _ in single.named_parameters()} - set(untrained[g])
+        for g, single in enumerate(singles)
+    ]
+
+    def save_all() -> None:
+        for g, folder in enumerate(cast(list[Path], run_folders)):
+            tensors, adam_tensors, adam_steps = _member_checkpoint(model, optimizer, g, trained[g])
+            save_checkpoint_tensors(
+                folder,
+                tensors,
+                adam_tensors,
+                adam_steps,
+                {
+                    "step": step,
+                    "ema": ema[g],
+                    "curve_ema": curve_ema[g],
+                    "curve_mean": curve_mean[g],
+                    "pending": pending[g],
+                    "untrained_parameters": untrained[g],
+                    "rng": rngs[g].bit_generator.state,
+                    "train_seconds": elapsed_before + time.monotonic() - segment_start,
+                    "stacked_with": G,
+                },
+            )
+
+    last_checkpoint = time.monotonic()
     segment_start = time.monotonic()
     while step < config.steps:
         windows = np.stack(
@@ -371,7 +579,13 @@ def train_stacked(
                     curve_ema[g].append(ema[g])
                     curve_mean[g].append(sum(pending[g]) / len(pending[g]))
                     pending[g].clear()
-    train_seconds = time.monotonic() - segment_start
+        due = time.monotonic() - last_checkpoint >= config.checkpoint_every_s
+        if run_folders is not None and step < config.steps and due:
+            save_all()
+            last_checkpoint = time.monotonic()
+            if on_checkpoint is not None:
+                on_checkpoint(step)
+    train_seconds = elapsed_before + time.monotonic() - segment_start
     for g in range(G):
         if pending[g]:
             curve_ema[g].append(ema[g])
@@ -398,7 +612,7 @@ def train_stacked(
                 "memory_gain": zeroed[g] - val[g],
                 "untrained_parameters": untrained[g],
                 "n_parameters": singles[g].n_parameters(),
-                "resumed_from_step": 0,
+                "resumed_from_step": resumed_from,
                 "train_seconds": train_seconds / G,
                 "eval_seconds": eval_seconds / G,
                 "wall_seconds": (time.time() - started) / G,

@@ -282,11 +282,26 @@ class Adam:
 def save_checkpoint(folder: Path, model: ByteLM, optimizer: Adam, progress: dict[str, Any]) -> None:
     """Write ``checkpoint-<step>.safetensors``, then ``checkpoint.json`` naming it (with its hash),
     then delete older tensor files: a crash at any point leaves a complete, consistent pair."""
+    optimizer_tensors, optimizer_scalars = optimizer.state_tensors()
+    save_checkpoint_tensors(
+        folder, dict(model.state_dict()), optimizer_tensors, optimizer_scalars, progress
+    )
+
+
+def save_checkpoint_tensors(
+    folder: Path,
+    model_tensors: dict[str, torch.Tensor],
+    optimizer_tensors: dict[str, torch.Tensor],
+    optimizer_steps: dict[str, int],
+    progress: dict[str, Any],
+) -> None:
+    """:func:`save_checkpoint` from tensors: ``model_tensors`` a :class:`ByteLM` state dict,
+    ``optimizer_tensors``/``optimizer_steps`` as :meth:`Adam.state_tensors` returns them (used by
+    stacked runs, which write each member's checkpoint in the single-run format)."""
     from safetensors.torch import save
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optimizer_tensors, optimizer_scalars = optimizer.state_tensors()
-    tensors.update(optimizer_tensors)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_tensors.items()}
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in optimizer_tensors.items()})
     blob = save(tensors)
     tensor_name = f"checkpoint-{int(progress['step'])}.safetensors"
 
@@ -301,7 +316,7 @@ def save_checkpoint(folder: Path, model: ByteLM, optimizer: Adam, progress: dict
             "version": CHECKPOINT_VERSION,
             "tensors_file": tensor_name,
             "tensors_sha256": hashlib.sha256(blob).hexdigest(),
-            "optimizer": optimizer_scalars,
+            "optimizer": optimizer_steps,
             "progress": progress,
         },
     )
