@@ -44,7 +44,12 @@ from torch import Tensor
 from rnnlab.errors import ShapeError
 from rnnlab.gated.model import ByteLM, LayerFlags, RNNLayer
 
-__all__ = ["OneStepGradient", "layer_sees_input", "trained_parameter_names"]
+__all__ = [
+    "OneStepGradient",
+    "cross_entropy_with_gradient",
+    "layer_sees_input",
+    "trained_parameter_names",
+]
 
 
 def layer_sees_input(flags: LayerFlags) -> bool:
@@ -92,6 +97,28 @@ def trained_parameter_names(model: ByteLM) -> set[str]:
     if reaches:
         names.update({"embedding", "embedding_bias"})
     return names
+
+
+def cross_entropy_with_gradient(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy of each row and the gradient of their batch mean, in one softmax pass.
+
+    ``logits`` ``[..., B, V]``, ``targets`` ``[..., B]`` (class indices): returns the losses
+    ``[..., B]`` (``logsumexp(z) − z[t]``, shifted by the row maximum as ``log_softmax`` is) and
+    ``(softmax(z) − onehot(t)) / B``, the gradient of the mean over ``B`` (the logits' buffer
+    is not modified).
+    """
+    batch = logits.shape[-2]
+    target_index = targets.unsqueeze(-1)
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    target_shifted = shifted.gather(-1, target_index)
+    probabilities = shifted.exp_()
+    total = probabilities.sum(dim=-1, keepdim=True)
+    row_losses = total.log().sub_(target_shifted).squeeze(-1)
+    probabilities.mul_(total.reciprocal_().div_(batch))
+    probabilities.scatter_add_(
+        -1, target_index, torch.full_like(target_shifted, -1.0 / batch, dtype=logits.dtype)
+    )
+    return row_losses, probabilities
 
 
 def _sigmoid_slope(value: Tensor) -> Tensor:
@@ -164,13 +191,8 @@ class OneStepGradient:
             h = self._layer_output(layer, tape)
         head = model.head
         logits = torch.addmm(head.bias, h, head.weight.t())
-        log_probs = torch.log_softmax(logits, dim=1)
-        target_rows = targets.unsqueeze(1)
-        batch = inputs.shape[0]
-        loss = log_probs.gather(1, target_rows).sum().neg_().div_(batch)
-        d_logits = log_probs.exp_()
-        d_logits.scatter_add_(1, target_rows, torch.full_like(target_rows, -1, dtype=h.dtype))
-        d_logits.div_(batch)
+        row_losses, d_logits = cross_entropy_with_gradient(logits, targets)
+        loss = row_losses.mean()
         grads["head.weight"] = d_logits.t().mm(h)
         grads["head.bias"] = d_logits.sum(0)
         d_h: Tensor | None = d_logits.mm(head.weight)

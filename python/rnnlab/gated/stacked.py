@@ -33,6 +33,7 @@ from torch.nn import functional
 from rnnlab.errors import ConfigError
 from rnnlab.gated.data import load_corpus, sample_windows, split_bytes
 from rnnlab.gated.model import ByteLM
+from rnnlab.gated.one_step import cross_entropy_with_gradient
 from rnnlab.gated.train import (
     Adam,
     TrainConfig,
@@ -43,7 +44,7 @@ from rnnlab.gated.train import (
     save_checkpoint_tensors,
 )
 
-__all__ = ["StackedByteLM", "stack_key", "train_stacked"]
+__all__ = ["StackedByteLM", "StackedOneStepGradient", "stack_key", "train_stacked"]
 
 _MASKS = (
     "use_input_gate",
@@ -370,6 +371,209 @@ class StackedByteLM(nn.Module):
         return torch.baddbmm(self.head_bias, h, self.head_weight), new_states
 
 
+def _slope(value: Tensor) -> Tensor:
+    """``σ'`` from ``σ``."""
+    return value * (1.0 - value)
+
+
+def _swish_slope(output: Tensor, output_sigmoid: Tensor) -> Tensor:
+    """d(o σ(o))/do = σ(o) (1 + o (1 − σ(o)))."""
+    return output_sigmoid * (1.0 + output * (1.0 - output_sigmoid))
+
+
+def _transposed(tensor: Tensor) -> Tensor:
+    return tensor.transpose(1, 2)
+
+
+class StackedOneStepGradient:
+    """The closed-form k = 1 gradient (:mod:`rnnlab.gated.one_step`) for a :class:`StackedByteLM`.
+
+    ``losses, new_states = step(inputs, targets, states)`` with ``[G, B]`` byte indices: sets
+    ``.grad`` of the stacked parameters to the gradient of the summed per-model mean losses
+    (each model's own gradient, in its slice) and returns the ``[G]`` losses and the new states.
+    The flag masks enter as in :meth:`StackedByteLM.forward` (a blend ``m·on + (1 − m)·off``
+    passes ``m·d`` to ``on`` and ``(1 − m)·d`` to ``off``), so parts a member does not use get
+    exactly zero gradient. Tested against autograd through :meth:`StackedByteLM.forward`.
+    """
+
+    def __init__(self, model: StackedByteLM) -> None:
+        self.model = model
+        self.named = dict(model.named_parameters())
+        masks = cast(Tensor, model.masks)
+        self.mask = {name: masks[..., i] for i, name in enumerate(_MASKS)}  # [G, 1, 1] each
+        self.use = model.flag_use
+
+    def _blend(self, flag: str, on: Tensor, off: Tensor) -> Tensor:
+        use = self.use[flag]
+        if use == "all":
+            return on
+        if use == "none":
+            return off
+        mask = self.mask[flag]
+        return mask * on + (1 - mask) * off
+
+    def _masked(self, flag: str, value: Tensor) -> Tensor:
+        return value if self.use[flag] == "all" else self.mask[flag] * value
+
+    @torch.no_grad()
+    def __call__(
+        self, inputs: Tensor, targets: Tensor, states: list[Tensor]
+    ) -> tuple[Tensor, list[Tensor]]:
+        model = self.model
+        S, E, G = model.state_size, model.embedding_size, model.G
+        grads: dict[str, Tensor] = {}
+        rows = torch.arange(G, device=inputs.device)[:, None]
+        h = model.embedding[rows, inputs] + model.embedding_bias
+        tapes = []
+        new_states = []
+        for module, s in zip(model.layers, states, strict=True):
+            layer = cast(_StackedLayer, module)
+            tape: dict[str, Tensor] = {"x": h, "s": s}
+            u = torch.cat([h, s], dim=2)
+            tape["u"] = u
+            if model.has_ig:
+                gates = torch.baddbmm(layer.input_gates_bias, u, layer.input_gates_weight)
+                gates.sigmoid_()
+                tape["input_gates"] = gates
+                u_gated = self._blend("use_input_gate", gates * u, u)
+            else:
+                u_gated = u
+            tape["u_gated"] = u_gated
+            pre = torch.baddbmm(layer.combined_bias, u_gated, layer.combined_weight)
+            c = torch.tanh(pre[..., :S])
+            tape["c"] = c
+            n = c
+            if model.has_sg:
+                block = model.sg_block * S
+                g = torch.baddbmm(pre[..., block : block + S], c, layer.state_gate_candidate)
+                g.sigmoid_()
+                tape["g"] = g
+                n = self._blend("use_state_gate", g * c + (1 - g) * s, c)
+            tape["n1"] = n
+            if model.has_fg:
+                block = model.fg_block * S
+                f = torch.baddbmm(pre[..., block : block + S], n, layer.forget_gate_state)
+                f.sigmoid_()
+                tape["f"] = f
+                n = self._blend("use_forget_gate", f * n, n)
+            new_states.append(n)
+            values = {
+                "new": (n, "use_new_state"),
+                "old": (u_gated[..., E:], "use_old_state"),
+                "input": (h, "use_residual"),
+            }
+            parts = [
+                self._masked(values[name][1], values[name][0]) for name, _ in model.readout_parts
+            ]
+            r = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            tape["r"] = r
+            out = torch.baddbmm(layer.readout_bias, r, layer.readout_weight)
+            o = out[..., :E]
+            tape["o"] = o
+            so = torch.sigmoid(o)
+            tape["so"] = so
+            swish = o * so
+            if model.has_og:
+                gate = torch.baddbmm(out[..., E:], o, layer.output_gate_output)
+                gate.sigmoid_()
+                tape["gate"] = gate
+                h = self._blend("use_output_gate", o * gate, swish)
+            else:
+                h = swish
+            tapes.append(tape)
+        logits = torch.baddbmm(model.head_bias, h, model.head_weight)
+        row_losses, d_logits = cross_entropy_with_gradient(logits, targets)
+        losses = row_losses.mean(dim=1)
+        grads["head_weight"] = torch.bmm(_transposed(h), d_logits)
+        grads["head_bias"] = d_logits.sum(1, keepdim=True)
+        d_h = torch.bmm(d_logits, _transposed(model.head_weight))
+        for index in reversed(range(model.n_layers)):
+            d_h = self._backward_layer(index, tapes[index], d_h, grads)
+        flat = (rows * 256 + inputs).reshape(-1)
+        d_embedding = torch.zeros_like(model.embedding)
+        d_embedding.view(G * 256, E).index_add_(0, flat, d_h.reshape(-1, E))
+        grads["embedding"] = d_embedding
+        grads["embedding_bias"] = d_h.sum(1, keepdim=True)
+        for name, parameter in self.named.items():
+            parameter.grad = grads.get(name)
+        return losses, new_states
+
+    def _backward_layer(
+        self, index: int, tape: dict[str, Tensor], d_y: Tensor, grads: dict[str, Tensor]
+    ) -> Tensor:
+        model = self.model
+        layer = cast(_StackedLayer, model.layers[index])
+        E = model.embedding_size
+        prefix = f"layers.{index}."
+        o, so = tape["o"], tape["so"]
+        if model.has_og:
+            gate = tape["gate"]
+            d_gate_pre = self._masked("use_output_gate", d_y * o * _slope(gate))
+            d_o = self._blend("use_output_gate", d_y * gate, d_y * _swish_slope(o, so))
+            grads[prefix + "output_gate_output"] = torch.bmm(_transposed(o), d_gate_pre)
+            d_o.baddbmm_(d_gate_pre, _transposed(layer.output_gate_output))
+            d_out = torch.cat([d_o, d_gate_pre], dim=2)
+        else:
+            d_out = d_y * _swish_slope(o, so)
+        grads[prefix + "readout_weight"] = torch.bmm(_transposed(tape["r"]), d_out)
+        grads[prefix + "readout_bias"] = d_out.sum(1, keepdim=True)
+        d_r = torch.bmm(d_out, _transposed(layer.readout_weight))
+        d_part: dict[str, Tensor] = {}
+        column = 0
+        for name, width in model.readout_parts:
+            flag = {"new": "use_new_state", "old": "use_old_state", "input": "use_residual"}[name]
+            d_part[name] = self._masked(flag, d_r[..., column : column + width])
+            column += width
+        d_pre = None
+        if "new" in d_part:
+            c, n1 = tape["c"], tape["n1"]
+            d_n1 = d_part["new"]
+            blocks = []
+            d_state_pre = d_forget_pre = None
+            if model.has_fg:
+                f = tape["f"]
+                d_forget_pre = self._masked("use_forget_gate", d_n1 * n1 * _slope(f))
+                grads[prefix + "forget_gate_state"] = torch.bmm(_transposed(n1), d_forget_pre)
+                d_n1 = self._blend("use_forget_gate", d_n1 * f, d_n1)
+                d_n1 = torch.baddbmm(d_n1, d_forget_pre, _transposed(layer.forget_gate_state))
+            d_c = d_n1
+            if model.has_sg:
+                g = tape["g"]
+                d_state_pre = self._masked("use_state_gate", d_n1 * (c - tape["s"]) * _slope(g))
+                grads[prefix + "state_gate_candidate"] = torch.bmm(_transposed(c), d_state_pre)
+                d_c = self._blend("use_state_gate", d_n1 * g, d_n1)
+                d_c = torch.baddbmm(d_c, d_state_pre, _transposed(layer.state_gate_candidate))
+            blocks.append(d_c * (1.0 - c * c))
+            if d_state_pre is not None:
+                blocks.append(d_state_pre)
+            if d_forget_pre is not None:
+                blocks.append(d_forget_pre)
+            d_pre = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=2)
+            grads[prefix + "combined_weight"] = torch.bmm(_transposed(tape["u_gated"]), d_pre)
+            grads[prefix + "combined_bias"] = d_pre.sum(1, keepdim=True)
+        if model.has_ig:
+            u, gates = tape["u"], tape["input_gates"]
+            if d_pre is not None:
+                d_u_gated = torch.bmm(d_pre, _transposed(layer.combined_weight))
+                if "old" in d_part:
+                    d_u_gated[..., E:] += d_part["old"]
+            else:
+                d_u_gated = torch.cat([torch.zeros_like(tape["x"]), d_part["old"]], dim=2)
+            d_gates_pre = self._masked("use_input_gate", d_u_gated * u * _slope(gates))
+            grads[prefix + "input_gates_weight"] = torch.bmm(_transposed(u), d_gates_pre)
+            grads[prefix + "input_gates_bias"] = d_gates_pre.sum(1, keepdim=True)
+            d_x_gated = d_u_gated[..., :E]
+            d_x = self._blend("use_input_gate", d_x_gated * gates[..., :E], d_x_gated)
+            d_x = torch.baddbmm(d_x, d_gates_pre, _transposed(layer.input_gates_weight[:, :E, :]))
+        elif d_pre is not None:
+            d_x = torch.bmm(d_pre, _transposed(layer.combined_weight[:, :E, :]))
+        else:
+            d_x = torch.zeros_like(tape["x"])
+        if "input" in d_part:
+            d_x = d_x + d_part["input"]
+        return d_x
+
+
 def _losses(logits: Tensor, targets: Tensor) -> Tensor:
     G, B, V = logits.shape
     return (
@@ -517,6 +721,7 @@ def train_stacked(
             ]
     model = StackedByteLM(singles).to(device)
     optimizer = Adam(list(model.named_parameters()), lr=config.lr)
+    one_step = StackedOneStepGradient(model) if config.truncation == 1 else None
     if members is not None:
         _stacked_optimizer_state(model, optimizer, members)
     trained = [
@@ -556,6 +761,12 @@ def train_stacked(
         positions = min(config.window - 1, config.steps - step)
         window_losses: list[Tensor] = []
         j = 0
+        if one_step is not None:  # k = 1: closed-form gradient, no autograd graph
+            for j in range(positions):
+                step_losses, states = one_step(sequence[j], sequence[j + 1], states)
+                optimizer.step()
+                window_losses.append(step_losses)
+            j = positions
         while j < positions:
             length = min(config.truncation, positions - j)
             losses = []
