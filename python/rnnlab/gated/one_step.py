@@ -122,8 +122,13 @@ def cross_entropy_with_gradient(logits: Tensor, targets: Tensor) -> tuple[Tensor
 
 
 def _sigmoid_slope(value: Tensor) -> Tensor:
-    """``σ'`` from ``σ``: ``σ (1 − σ)``."""
-    return value * (1.0 - value)
+    """``σ'`` from ``σ``: ``σ − σ²`` (one operation)."""
+    return torch.addcmul(value, value, value, value=-1.0)
+
+
+def _swish_slope(output: Tensor, output_sigmoid: Tensor) -> Tensor:
+    """``d(o σ(o))/do = σ(o) + o σ'(o)``."""
+    return torch.addcmul(output_sigmoid, output, _sigmoid_slope(output_sigmoid))
 
 
 @dataclass
@@ -137,6 +142,7 @@ class _LayerTape:
     u_gated: Tensor  # ũ = [x̃; s̃]
     candidate: Tensor
     state_gate: Tensor | None
+    gate_difference: Tensor | None  # c − k (with SG)
     forget_gate: Tensor | None
     carried: Tensor  # k: s, or f ⊙ s with the carried forget gate
     before_forget: Tensor  # n₁ (the state before the whole-state forget gate)
@@ -224,7 +230,7 @@ class OneStepGradient:
         pre = torch.addmm(layer.combined_bias, u_gated, layer.combined_weight.t())
         candidate = torch.tanh(pre[:, :S])
         carried = s
-        forget_gate = state_gate = None
+        forget_gate = state_gate = gate_difference = None
         forget_block = (1 + int(f.use_state_gate)) * S
         if f.use_forget_gate and f.carried_forget_gate:
             forget_gate = torch.addmm(
@@ -237,7 +243,8 @@ class OneStepGradient:
             state_gate = torch.addmm(
                 pre[:, S : 2 * S], candidate, layer.state_gate_candidate_weight.t()
             ).sigmoid_()
-            before_forget = torch.addcmul(carried, state_gate, candidate - carried)
+            gate_difference = candidate - carried
+            before_forget = torch.addcmul(carried, state_gate, gate_difference)
         elif f.use_forget_gate and f.carried_forget_gate:
             before_forget = candidate + carried
         else:
@@ -277,6 +284,7 @@ class OneStepGradient:
             u_gated=u_gated,
             candidate=candidate,
             state_gate=state_gate,
+            gate_difference=gate_difference,
             forget_gate=forget_gate,
             carried=carried,
             before_forget=before_forget,
@@ -317,18 +325,17 @@ class OneStepGradient:
             a = tape.output_gate
             if tape.output_sigmoid is not None:  # always_swish: y = o σ(o) a
                 so = tape.output_sigmoid
-                swish = o * so
-                d_gate_pre = d_y * swish * _sigmoid_slope(a)
-                d_o = d_y * a * so * (1.0 + o * (1.0 - so))
+                d_gate_pre = torch.mul(d_y, o).mul_(so).mul_(_sigmoid_slope(a))
+                d_o = torch.mul(d_y, a).mul_(_swish_slope(o, so))
             else:
-                d_gate_pre = d_y * o * _sigmoid_slope(a)
+                d_gate_pre = torch.mul(d_y, o).mul_(_sigmoid_slope(a))
                 d_o = d_y * a
             grads[prefix + "output_gate_output_weight"] = d_gate_pre.t().mm(o)
             d_o.addmm_(d_gate_pre, layer.output_gate_output_weight)
             d_out = torch.cat([d_o, d_gate_pre], dim=1)
         else:
             so = cast(Tensor, tape.output_sigmoid)
-            d_out = d_y * so * (1.0 + o * (1.0 - so))
+            d_out = _swish_slope(o, so).mul_(d_y)
         grads[prefix + "readout_weight"] = d_out.t().mm(tape.readout)
         grads[prefix + "readout_bias"] = d_out.sum(0)
         needs_readout_gradient = (
@@ -353,41 +360,44 @@ class OneStepGradient:
         d_pre = None
         if d_new is not None:
             c = tape.candidate
+            # the gradient of the combined product's output, written block by block
+            n_blocks = 1 + int(f.use_state_gate) + int(f.use_forget_gate)
+            d_pre = torch.empty(d_new.shape[0], n_blocks * S, dtype=c.dtype, device=c.device)
+            forget_cols = slice((1 + int(f.use_state_gate)) * S, (2 + int(f.use_state_gate)) * S)
             d_before_forget = d_new
-            d_forget_pre = None
             if f.use_forget_gate and not f.carried_forget_gate:
                 fg = cast(Tensor, tape.forget_gate)
-                d_forget_pre = d_new * tape.before_forget * _sigmoid_slope(fg)
+                d_forget_pre = torch.mul(d_new, tape.before_forget, out=d_pre[:, forget_cols])
+                d_forget_pre.mul_(_sigmoid_slope(fg))
                 grads[prefix + "forget_gate_state_weight"] = d_forget_pre.t().mm(tape.before_forget)
                 d_before_forget = torch.addmm(
                     d_new * fg, d_forget_pre, layer.forget_gate_state_weight
                 )
-            d_state_pre = None
             d_carried = None
             if f.use_state_gate:
                 g = cast(Tensor, tape.state_gate)
-                d_state_pre = d_before_forget * (c - tape.carried) * _sigmoid_slope(g)
+                d_state_pre = torch.mul(
+                    d_before_forget, cast(Tensor, tape.gate_difference), out=d_pre[:, S : 2 * S]
+                )
+                d_state_pre.mul_(_sigmoid_slope(g))
                 grads[prefix + "state_gate_candidate_weight"] = d_state_pre.t().mm(c)
                 d_candidate = torch.addmm(
                     d_before_forget * g, d_state_pre, layer.state_gate_candidate_weight
                 )
                 if f.use_forget_gate and f.carried_forget_gate:
-                    d_carried = d_before_forget * (1.0 - g)
+                    d_carried = torch.addcmul(d_before_forget, d_before_forget, g, value=-1.0)
             else:
                 d_candidate = d_before_forget
                 if f.use_forget_gate and f.carried_forget_gate:
                     d_carried = d_before_forget
             if d_carried is not None:
                 fg = cast(Tensor, tape.forget_gate)
-                d_forget_pre = d_carried * tape.s * _sigmoid_slope(fg)
+                d_forget_pre = torch.mul(d_carried, tape.s, out=d_pre[:, forget_cols])
+                d_forget_pre.mul_(_sigmoid_slope(fg))
                 grads[prefix + "forget_gate_state_weight"] = d_forget_pre.t().mm(c)
                 d_candidate = torch.addmm(d_candidate, d_forget_pre, layer.forget_gate_state_weight)
-            blocks = [d_candidate * (1.0 - c * c)]
-            if d_state_pre is not None:
-                blocks.append(d_state_pre)
-            if d_forget_pre is not None:
-                blocks.append(d_forget_pre)
-            d_pre = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+            # tanh: d_candidate (1 − c²) = d_candidate − (d_candidate c) c
+            torch.addcmul(d_candidate, d_candidate * c, c, value=-1.0, out=d_pre[:, :S])
             grads[prefix + "combined_weight"] = d_pre.t().mm(tape.u_gated)
             grads[prefix + "combined_bias"] = d_pre.sum(0)
 
@@ -401,7 +411,7 @@ class OneStepGradient:
                     d_u_gated[:, D:] += d_old
             else:
                 d_u_gated = torch.cat([torch.zeros_like(tape.x), cast(Tensor, d_old)], dim=1)
-            d_gates_pre = d_u_gated * tape.u * _sigmoid_slope(gates)
+            d_gates_pre = torch.mul(d_u_gated, tape.u).mul_(_sigmoid_slope(gates))
             grads[prefix + "input_gates_weight"] = d_gates_pre.t().mm(tape.u)
             grads[prefix + "input_gates_bias"] = d_gates_pre.sum(0)
             if need_input_gradient:

@@ -372,13 +372,13 @@ class StackedByteLM(nn.Module):
 
 
 def _slope(value: Tensor) -> Tensor:
-    """``σ'`` from ``σ``."""
-    return value * (1.0 - value)
+    """``σ'`` from ``σ``: ``σ − σ²`` (one operation)."""
+    return torch.addcmul(value, value, value, value=-1.0)
 
 
 def _swish_slope(output: Tensor, output_sigmoid: Tensor) -> Tensor:
-    """d(o σ(o))/do = σ(o) (1 + o (1 − σ(o)))."""
-    return output_sigmoid * (1.0 + output * (1.0 - output_sigmoid))
+    """d(o σ(o))/do = σ(o) + o σ'(o)."""
+    return torch.addcmul(output_sigmoid, output, _slope(output_sigmoid))
 
 
 def _transposed(tensor: Tensor) -> Tensor:
@@ -543,7 +543,7 @@ class StackedOneStepGradient:
                 grads[prefix + "state_gate_candidate"] = torch.bmm(_transposed(c), d_state_pre)
                 d_c = self._blend("use_state_gate", d_n1 * g, d_n1)
                 d_c = torch.baddbmm(d_c, d_state_pre, _transposed(layer.state_gate_candidate))
-            blocks.append(d_c * (1.0 - c * c))
+            blocks.append(torch.addcmul(d_c, d_c * c, c, value=-1.0))
             if d_state_pre is not None:
                 blocks.append(d_state_pre)
             if d_forget_pre is not None:
