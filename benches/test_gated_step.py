@@ -130,3 +130,36 @@ def test_gated_train_step(benchmark: Any, measure: Any, candidate: str, state_si
         assert run() == pytest.approx(check_ref(), rel=1e-4)
     benchmark.extra_info.update(_info(candidate, state_size))
     measure(run, budget_s=3.0, min_rounds=3, max_rounds=50)
+
+
+def interleaved(state_size: int, rounds: int = 15) -> dict[str, tuple[float, float]]:
+    """Median and minimum ms/step of each candidate, timed in alternation (noisy machines)."""
+    import time
+
+    torch.set_num_threads(THREADS)
+    data = _bytes(BATCH)
+    runs = {
+        name: make(ByteLM(LAYERS, state_size, seed=0, **FLAGS), data)
+        for name, make in CANDIDATES.items()
+    }
+    reference = UpstreamStyleByteLM.from_byte_lm(ByteLM(LAYERS, state_size, seed=0, **FLAGS))
+    runs["upstream-structure"] = _upstream(reference, data)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - started) / STEPS * 1e3)
+    return {name: (sorted(t)[len(t) // 2], min(t)) for name, t in times.items()}
+
+
+if __name__ == "__main__":
+    # PYTHONPATH=python .venv/bin/python benches/test_gated_step.py: interleaved timings
+    for size in (64, 256):
+        result = interleaved(size, rounds=15 if size == 64 else 5)
+        upstream_median, upstream_min = result["upstream-structure"]
+        for name, (median, minimum) in result.items():
+            print(
+                f"S={size} {name:20s} median {median:7.2f} ms/step (min {minimum:7.2f}); upstream/"
+                f"this {upstream_median / median:4.2f}x (min {upstream_min / minimum:4.2f}x)"
+            )
