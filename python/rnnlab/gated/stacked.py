@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -65,15 +66,16 @@ def stack_key(arch: dict[str, Any]) -> tuple[int, int, int] | None:
     return (arch["n_layers"], arch["state_size"], arch.get("embedding_size") or arch["state_size"])
 
 
-_View = Callable[[Tensor], Tensor]
+@dataclass(frozen=True)
+class _Region:
+    """A region of a tensor: ``tensor[index]``, then transposed if ``transposed``."""
 
+    index: tuple[int | slice, ...] = ()
+    transposed: bool = False
 
-def _t(tensor: Tensor) -> Tensor:
-    return tensor.t()
-
-
-def _row0(tensor: Tensor) -> Tensor:
-    return tensor[0]
+    def of(self, tensor: Tensor) -> Tensor:
+        view = tensor[self.index] if self.index else tensor
+        return view.t() if self.transposed else view
 
 
 class _StackedLayer(nn.Module):
@@ -110,6 +112,7 @@ class StackedByteLM(nn.Module):
         G = len(models)
         self.G, self.n_layers, self.state_size, self.embedding_size = G, L, S, E
         self.member_flags = [model.flags for model in models]
+        self._link_cache: dict[int, list[tuple[str, _Region, str, _Region]]] = {}
         self.member_shapes = [
             {name: tuple(t.shape) for name, t in model.state_dict().items()} for model in models
         ]
@@ -174,28 +177,24 @@ class StackedByteLM(nn.Module):
             for g, model in enumerate(models):
                 self._place(g, model)
 
-    def _links(self, g: int) -> list[tuple[str, _View, str, _View]]:
+    def _links(self, g: int) -> list[tuple[str, _Region, str, _Region]]:
         """How member ``g``'s :class:`ByteLM` tensors sit in the stacked ones.
 
-        Each link ``(single name, single view, stacked name, stacked view)`` pairs a region of a
-        single-model tensor (its ``state_dict`` layout) with the region of the stacked tensor
-        that holds it, both seen in the same orientation; parts the member does not use are not
-        linked (they stay zero in the stack).
+        Each link ``(single name, single region, stacked name, stacked region)`` pairs a region
+        of a single-model tensor (its ``state_dict`` layout) with the region of the stacked
+        tensor that holds it, both seen in the same orientation; parts the member does not use
+        are not linked (they stay zero in the stack).
         """
+        if g in self._link_cache:
+            return self._link_cache[g]
         S, E = self.state_size, self.embedding_size
         f = self.member_flags[g]
-
-        def whole(t: Tensor) -> Tensor:
-            return t
-
-        def member(view: _View) -> _View:
-            return lambda t: view(t[g])
-
-        links: list[tuple[str, _View, str, _View]] = [
-            ("embedding", whole, "embedding", member(whole)),
-            ("embedding_bias", whole, "embedding_bias", member(lambda t: t[0])),
-            ("head.weight", whole, "head_weight", member(lambda t: t.t())),
-            ("head.bias", whole, "head_bias", member(lambda t: t[0])),
+        whole = _Region()
+        links: list[tuple[str, _Region, str, _Region]] = [
+            ("embedding", whole, "embedding", _Region((g,))),
+            ("embedding_bias", whole, "embedding_bias", _Region((g, 0))),
+            ("head.weight", whole, "head_weight", _Region((g,), transposed=True)),
+            ("head.bias", whole, "head_bias", _Region((g, 0))),
         ]
         # the member's read-out columns (its own parts, in order) and their stacked rows
         uses = {"new": f.use_new_state, "old": f.use_old_state, "input": f.use_residual}
@@ -206,64 +205,73 @@ class StackedByteLM(nn.Module):
                 readout_blocks.append((column, row, width))
                 column += width
             row += width
-        out_rows = E * (1 + int(f.use_output_gate))
+        out_rows = slice(0, E * (1 + int(f.use_output_gate)))
+        gate_blocks = [0]
+        if f.use_state_gate:
+            gate_blocks.append(self.sg_block)
+        if f.use_forget_gate:
+            gate_blocks.append(self.fg_block)
         for index in range(self.n_layers):
             p = f"layers.{index}."
-
-            def single(name: str, view: _View = whole, _p: str = p) -> tuple[str, _View]:
-                return _p + name, view
-
-            def stacked(name: str, view: _View, _p: str = p) -> tuple[str, _View]:
-                return _p + name, member(view)
-
-            pairs: list[tuple[tuple[str, _View], tuple[str, _View]]] = []
+            pairs: list[tuple[str, _Region, str, _Region]] = []
             if f.use_input_gate:
-                pairs.append((single("input_gates_weight"), stacked("input_gates_weight", _t)))
-                pairs.append((single("input_gates_bias"), stacked("input_gates_bias", _row0)))
-            blocks = [0]
-            if f.use_state_gate:
-                blocks.append(self.sg_block)
-            if f.use_forget_gate:
-                blocks.append(self.fg_block)
-            for own, block in enumerate(blocks):
+                pairs.append(
+                    ("input_gates_weight", whole, "input_gates_weight", _Region((g,), True))
+                )
+                pairs.append(("input_gates_bias", whole, "input_gates_bias", _Region((g, 0))))
+            for own, block in enumerate(gate_blocks):
                 rows = slice(own * S, (own + 1) * S)
                 cols = slice(block * S, (block + 1) * S)
                 pairs.append(
                     (
-                        single("combined_weight", lambda t, r=rows: t[r]),
-                        stacked("combined_weight", lambda t, c=cols: t[:, c].t()),
+                        "combined_weight",
+                        _Region((rows,)),
+                        "combined_weight",
+                        _Region((g, slice(None), cols), transposed=True),
                     )
                 )
                 pairs.append(
-                    (
-                        single("combined_bias", lambda t, r=rows: t[r]),
-                        stacked("combined_bias", lambda t, c=cols: t[0, c]),
-                    )
+                    ("combined_bias", _Region((rows,)), "combined_bias", _Region((g, 0, cols)))
                 )
             if f.use_state_gate:
                 pairs.append(
-                    (single("state_gate_candidate_weight"), stacked("state_gate_candidate", _t))
+                    (
+                        "state_gate_candidate_weight",
+                        whole,
+                        "state_gate_candidate",
+                        _Region((g,), transposed=True),
+                    )
                 )
             if f.use_forget_gate:
-                pairs.append((single("forget_gate_state_weight"), stacked("forget_gate_state", _t)))
+                pairs.append(
+                    (
+                        "forget_gate_state_weight",
+                        whole,
+                        "forget_gate_state",
+                        _Region((g,), transposed=True),
+                    )
+                )
             for column, row, width in readout_blocks:
                 pairs.append(
                     (
-                        single("readout_weight", lambda t, c=column, w=width: t[:, c : c + w]),
-                        stacked(
-                            "readout_weight",
-                            lambda t, r=row, w=width: t[r : r + w, :out_rows].t(),
-                        ),
+                        "readout_weight",
+                        _Region((slice(None), slice(column, column + width))),
+                        "readout_weight",
+                        _Region((g, slice(row, row + width), out_rows), transposed=True),
                     )
                 )
-            pairs.append(
-                (single("readout_bias"), stacked("readout_bias", lambda t: t[0, :out_rows]))
-            )
+            pairs.append(("readout_bias", whole, "readout_bias", _Region((g, 0, out_rows))))
             if f.use_output_gate:
                 pairs.append(
-                    (single("output_gate_output_weight"), stacked("output_gate_output", _t))
+                    (
+                        "output_gate_output_weight",
+                        whole,
+                        "output_gate_output",
+                        _Region((g,), transposed=True),
+                    )
                 )
-            links += [(a, va, b, vb) for (a, va), (b, vb) in pairs]
+            links += [(p + a, ra, p + b, rb) for a, ra, b, rb in pairs]
+        self._link_cache[g] = links
         return links
 
     def stack_tensors(self, g: int, tensors: dict[str, Tensor], into: dict[str, Tensor]) -> None:
@@ -271,9 +279,9 @@ class StackedByteLM(nn.Module):
         same shapes) into the stacked tensors ``into`` (keyed by stacked parameter name); names
         missing from ``tensors`` are left as they are."""
         with torch.no_grad():
-            for name, single_view, stacked_name, stacked_view in self._links(g):
+            for name, single_region, stacked_name, stacked_region in self._links(g):
                 if name in tensors:
-                    stacked_view(into[stacked_name]).copy_(single_view(tensors[name]))
+                    stacked_region.of(into[stacked_name]).copy_(single_region.of(tensors[name]))
 
     def unstack_tensors(
         self, g: int, stacked: dict[str, Tensor], names: set[str] | None = None
@@ -282,7 +290,7 @@ class StackedByteLM(nn.Module):
         ``stacked`` (parameters or moments; ``names`` limits which single names are built)."""
         out: dict[str, Tensor] = {}
         with torch.no_grad():
-            for name, single_view, stacked_name, stacked_view in self._links(g):
+            for name, single_region, stacked_name, stacked_region in self._links(g):
                 if names is not None and name not in names:
                     continue
                 if name not in out:
@@ -291,7 +299,7 @@ class StackedByteLM(nn.Module):
                         dtype=stacked[stacked_name].dtype,
                         device=stacked[stacked_name].device,
                     )
-                single_view(out[name]).copy_(stacked_view(stacked[stacked_name]))
+                single_region.of(out[name]).copy_(stacked_region.of(stacked[stacked_name]))
         return out
 
     def _place(self, g: int, model: ByteLM) -> None:
