@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 import torch
@@ -85,3 +86,51 @@ def test_three_layers_and_a_layer_that_does_not_see_its_input() -> None:
     model = ByteLM(3, 4, seed=2, use_input_gate=True, use_new_state=False, use_old_state=True)
     _check(model.double())
     assert "embedding" in trained_parameter_names(model)
+
+
+def test_train_run_uses_the_closed_form_step_and_matches_an_autograd_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from rnnlab.gated import one_step
+    from rnnlab.gated.data import embedded_corpus, sample_windows, split_bytes
+    from rnnlab.gated.train import Adam, TrainConfig, build_model, train_run
+
+    arch = {"n_layers": 2, "state_size": 6, "use_input_gate": True, "use_output_gate": True}
+    config = TrainConfig(
+        steps=45, batch_size=3, window=16, log_every=5, eval_windows=1, eval_length=8, lr=0.01
+    )
+    corpus = embedded_corpus(20_000)
+    calls = []
+    original = one_step.OneStepGradient.__call__
+
+    def counting(self: OneStepGradient, *args: Any) -> Any:
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(one_step.OneStepGradient, "__call__", counting)
+    result = train_run(arch, config, seed=5, corpus=corpus)
+    assert len(calls) == 45  # every k = 1 step took the closed-form path
+    # the same training written with autograd: one Adam step per byte, state detached
+    model = build_model(arch, seed=5)
+    optimizer = Adam(list(model.named_parameters()), lr=config.lr)
+    rng = np.random.Generator(np.random.PCG64(5))
+    train = split_bytes(corpus, config.split).train
+    losses: list[float] = []
+    while len(losses) < config.steps:
+        windows = torch.from_numpy(sample_windows(train, 3, 16, rng).T.copy())
+        states = model.initial_state(3)
+        for j in range(min(15, config.steps - len(losses))):
+            logits, states = model(windows[j], states)
+            loss = functional.cross_entropy(logits, windows[j + 1])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            states = [s.detach() for s in states]
+            losses.append(float(loss.detach()))
+    expected = [float(np.mean(losses[i : i + 5])) for i in range(0, 45, 5)]
+    np.testing.assert_allclose(result["curve_mean"], expected, rtol=1e-5)
+    calls.clear()
+    train_run(arch, TrainConfig(**{**config.as_dict(), "truncation": 3}), seed=5, corpus=corpus)
+    assert calls == []  # truncated BPTT keeps autograd
