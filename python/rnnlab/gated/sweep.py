@@ -473,8 +473,9 @@ def run_worker(
 ) -> list[str]:
     """Claim and train runs until none is left to claim; returns the finished run ids.
 
-    With ``stack > 1`` the worker claims up to ``stack`` runs of the same shape (``n_layers``,
-    ``state_size``) and trains them together (:mod:`rnnlab.gated.stacked`; no checkpoints).
+        With ``stack > 1`` the worker claims up to ``stack`` runs of the same shape (``n_layers``,
+        ``state_size``) and trains them together (:mod:`rnnlab.gated.stacked`; each run checkpoints
+    in its own folder, in the format of a run trained alone).
     """
     import torch
 
@@ -531,11 +532,18 @@ def run_worker(
                     )
                 ]
             else:
+
+                def beat_all(step: int, hearts: list[Heartbeat] = hearts) -> None:
+                    for heart in hearts:
+                        heart.set_step(step)
+
                 all_metrics = train_stacked(
                     [run["arch"] for run, _ in group],
                     config,
                     seeds=[run["seed"] for run, _ in group],
                     corpus=corpus,
+                    folders=[sweep.run_folder(run["run_id"]) for run, _ in group],
+                    on_checkpoint=beat_all,
                 )
         for (run, attempt), metrics in zip(group, all_metrics, strict=True):
             sweep.write_result(run, attempt, metrics)

@@ -3,9 +3,11 @@
 The upstream scheme (reference note §1.3, §2.2): batches of random byte windows; inside a window
 one forward step per byte position, mean cross-entropy (nats per byte) against the next byte,
 ``backward`` and one Adam step, with the state *detached* before the next step (gradient
-truncation k = 1). ``truncation = k > 1`` is true truncated BPTT: the state stays attached for k
-positions, the k losses are averaged and one Adam step is taken per k positions, then the state
-is detached. The state is reset to zero at the start of every window.
+truncation k = 1; computed in closed form by :class:`~rnnlab.gated.one_step.OneStepGradient`,
+the same gradient as autograd with less overhead). ``truncation = k > 1`` is true truncated
+BPTT (autograd): the state stays attached for k positions, the k losses are averaged and one
+Adam step is taken per k positions, then the state is detached. The state is reset to zero at
+the start of every window.
 
 Step accounting: ``steps`` counts trained byte positions and is honoured exactly (upstream only
 checked its budget between windows, so its 10 000 became 11 × 999 = 10 989; the
@@ -46,6 +48,7 @@ from rnnlab.atomic import write_atomic, write_json_atomic
 from rnnlab.errors import ConfigError
 from rnnlab.gated.data import load_corpus, sample_windows, split_bytes
 from rnnlab.gated.model import ByteLM
+from rnnlab.gated.one_step import OneStepGradient
 
 __all__ = [
     "Adam",
@@ -59,6 +62,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "rnnlab.gated-checkpoint"
+# torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` calls), if this torch has it
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 CHECKPOINT_VERSION = 1
 
 
@@ -191,7 +196,9 @@ class Adam:
     The same update as ``torch.optim.Adam`` (tested against it), written out because
     ``torch.optim`` imports ``torch._dynamo`` on first use, which costs seconds in every sweep
     worker process. Parameters whose ``.grad`` is ``None`` are skipped (their state is not
-    created), as in torch. The update uses the ``torch._foreach_*`` kernels.
+    created), as in torch. The update is torch's fused Adam kernel (one call per step; the
+    ``torch._foreach_*`` kernels where that kernel is missing or the device is neither CPU nor
+    CUDA).
     """
 
     def __init__(
@@ -229,6 +236,25 @@ class Adam:
             grads = [cast(torch.Tensor, p.grad) for p in params]
             m = [self.exp_avg[n] for n, _ in members]
             v = [self.exp_avg_sq[n] for n, _ in members]
+            if _FUSED_ADAM is not None and params[0].device.type in ("cpu", "cuda"):
+                # one kernel for the whole update (torch's fused Adam; same formula)
+                steps = [torch.tensor(float(step), device=params[0].device)] * len(params)
+                _FUSED_ADAM(
+                    params,
+                    grads,
+                    m,
+                    v,
+                    [],
+                    steps,
+                    lr=self.lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=0.0,
+                    eps=self.eps,
+                    amsgrad=False,
+                    maximize=False,
+                )
+                continue
             torch._foreach_lerp_(m, grads, 1 - beta1)
             torch._foreach_mul_(v, beta2)
             torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
@@ -256,11 +282,26 @@ class Adam:
 def save_checkpoint(folder: Path, model: ByteLM, optimizer: Adam, progress: dict[str, Any]) -> None:
     """Write ``checkpoint-<step>.safetensors``, then ``checkpoint.json`` naming it (with its hash),
     then delete older tensor files: a crash at any point leaves a complete, consistent pair."""
+    optimizer_tensors, optimizer_scalars = optimizer.state_tensors()
+    save_checkpoint_tensors(
+        folder, dict(model.state_dict()), optimizer_tensors, optimizer_scalars, progress
+    )
+
+
+def save_checkpoint_tensors(
+    folder: Path,
+    model_tensors: dict[str, torch.Tensor],
+    optimizer_tensors: dict[str, torch.Tensor],
+    optimizer_steps: dict[str, int],
+    progress: dict[str, Any],
+) -> None:
+    """:func:`save_checkpoint` from tensors: ``model_tensors`` a :class:`ByteLM` state dict,
+    ``optimizer_tensors``/``optimizer_steps`` as :meth:`Adam.state_tensors` returns them (used by
+    stacked runs, which write each member's checkpoint in the single-run format)."""
     from safetensors.torch import save
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optimizer_tensors, optimizer_scalars = optimizer.state_tensors()
-    tensors.update(optimizer_tensors)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_tensors.items()}
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in optimizer_tensors.items()})
     blob = save(tensors)
     tensor_name = f"checkpoint-{int(progress['step'])}.safetensors"
 
@@ -275,7 +316,7 @@ def save_checkpoint(folder: Path, model: ByteLM, optimizer: Adam, progress: dict
             "version": CHECKPOINT_VERSION,
             "tensors_file": tensor_name,
             "tensors_sha256": hashlib.sha256(blob).hexdigest(),
-            "optimizer": optimizer_scalars,
+            "optimizer": optimizer_steps,
             "progress": progress,
         },
     )
@@ -344,6 +385,7 @@ def train_run(
     optimizer = Adam(list(model.named_parameters()), lr=config.lr)
     rng = np.random.Generator(np.random.PCG64(seed))
     run_folder = Path(folder) if folder is not None else None
+    one_step = OneStepGradient(model) if config.truncation == 1 else None
 
     step = 0
     ema = float(config.ema_init)
@@ -389,6 +431,14 @@ def train_run(
             positions = min(config.window - 1, config.steps - step)
             window_losses: list[torch.Tensor] = []
             j = 0
+            if one_step is not None:  # k = 1: the closed-form gradient, no autograd graph
+                for j in range(positions):
+                    loss, states = one_step(sequence[j], sequence[j + 1], states)
+                    if untrained is None:
+                        untrained = parameters_without_gradient(model)
+                    optimizer.step()
+                    window_losses.append(loss)
+                j = positions
             while j < positions:
                 length = min(config.truncation, positions - j)
                 losses = []
