@@ -503,6 +503,68 @@ impl<T: Real> FrameCoefficients<T> {
     }
 }
 
+/// The euler or exp_euler update of a block of states (rows of `coef.a.len()` neurons) from
+/// their drives: s += a ⊙ (d − s), or s = a ⊙ s + b ⊙ d.
+#[inline(always)]
+pub(super) fn leak_update<T: Real>(
+    integrator: Integrator,
+    coef: &FrameCoefficients<T>,
+    state: &mut [T],
+    drive: &[T],
+) {
+    let width = coef.a.len();
+    for (row, d) in state.chunks_exact_mut(width).zip(drive.chunks_exact(width)) {
+        for i in 0..width {
+            row[i] = if integrator == Integrator::Euler {
+                row[i] + coef.a[i] * (d[i] - row[i])
+            } else {
+                coef.a[i] * row[i] + coef.b[i] * d[i]
+            };
+        }
+    }
+}
+
+/// RK4 stage `q` (0..4) of a block of states, given the stage's drives at `point`: the slope
+/// f = (d − point)/τ joins `slope_sum` with weight 1, 2, 2, 1, and `point` moves to the next
+/// stage's point (state + h/2·f, state + h/2·f, state + h·f).
+#[inline(always)]
+pub(super) fn rk4_stage<T: Real>(
+    q: usize,
+    coef: &FrameCoefficients<T>,
+    state: &[T],
+    point: &mut [T],
+    slope_sum: &mut [T],
+    drive: &[T],
+) {
+    let h = coef.h;
+    let half = h * T::from_f64(0.5);
+    let two = T::from_f64(2.0);
+    let (step, weight) = match q {
+        0 => (half, T::ONE),
+        1 => (half, two),
+        2 => (h, two),
+        _ => (T::ZERO, T::ONE),
+    };
+    let width = coef.a.len();
+    for start in (0..state.len()).step_by(width) {
+        let s = &state[start..start + width];
+        let pt = &mut point[start..start + width];
+        let sum = &mut slope_sum[start..start + width];
+        let d = &drive[start..start + width];
+        for i in 0..width {
+            let f = (d[i] - pt[i]) * coef.a[i];
+            if q == 0 {
+                sum[i] = f;
+            } else {
+                sum[i] += weight * f;
+            }
+            if q < 3 {
+                pt[i] = s[i] + step * f;
+            }
+        }
+    }
+}
+
 /// Scratch space for one batch of states, and the transposed weights the row kernels read.
 struct Scratch<'c, T: Real> {
     /// The CSR weights when the call runs the sparse kernels.
@@ -648,28 +710,10 @@ fn substep<T: Real, I: Isa>(
                 rate,
                 drive,
             );
-            if model.integrator == Integrator::Euler {
-                for b in 0..batch {
-                    let row = b * n;
-                    for i in 0..n {
-                        let s = state[row + i];
-                        state[row + i] = s + coef.a[i] * (drive[row + i] - s);
-                    }
-                }
-            } else {
-                for b in 0..batch {
-                    let row = b * n;
-                    for i in 0..n {
-                        state[row + i] = coef.a[i] * state[row + i] + coef.b[i] * drive[row + i];
-                    }
-                }
-            }
+            leak_update(model.integrator, coef, state, drive);
         }
         Integrator::Rk4 => {
-            let h = coef.h;
-            let half = h * T::from_f64(0.5);
-            let sixth = h / T::from_f64(6.0);
-            let two = T::from_f64(2.0);
+            let sixth = coef.h / T::from_f64(6.0);
             let mut record = record;
             // Stage q is evaluated at point_q; slope f_q = (−point_q + drive_q)/τ.
             scratch.point.copy_from_slice(state);
@@ -695,26 +739,14 @@ fn substep<T: Real, I: Isa>(
                     rate,
                     drive,
                 );
-                let (step, weight) = match q {
-                    0 => (half, T::ONE),
-                    1 => (half, two),
-                    2 => (h, two),
-                    _ => (T::ZERO, T::ONE),
-                };
-                for b in 0..batch {
-                    let row = b * n;
-                    for i in 0..n {
-                        let f = (drive[row + i] - scratch.point[row + i]) * coef.a[i];
-                        if q == 0 {
-                            scratch.slope_sum[row + i] = f;
-                        } else {
-                            scratch.slope_sum[row + i] += weight * f;
-                        }
-                        if q < 3 {
-                            scratch.point[row + i] = state[row + i] + step * f;
-                        }
-                    }
-                }
+                rk4_stage(
+                    q,
+                    coef,
+                    state,
+                    &mut scratch.point,
+                    &mut scratch.slope_sum,
+                    drive,
+                );
             }
             for (s, k) in state.iter_mut().zip(&scratch.slope_sum) {
                 *s += sixth * *k;

@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::kernel::{ForwardOutput, FrameCoefficients};
+use super::kernel::{leak_update, rk4_stage, ForwardOutput, FrameCoefficients};
 use super::{Activation, Integrator, Model, ParamsRef, Sequence};
 use crate::float_env::FlushDenormals;
 use crate::linalg;
@@ -348,49 +348,15 @@ fn run_block_body<T: Real, I: Isa>(
             match model.integrator {
                 Integrator::Euler | Integrator::ExpEuler => {
                     block.evaluate_drive::<I>(&state);
-                    let drive = &block.drive;
-                    for b in 0..batch {
-                        let row = b * width;
-                        for i in 0..width {
-                            let s = state[row + i];
-                            state[row + i] = if model.integrator == Integrator::Euler {
-                                s + coef.a[i] * (drive[row + i] - s)
-                            } else {
-                                coef.a[i] * s + coef.b[i] * drive[row + i]
-                            };
-                        }
-                    }
+                    leak_update(model.integrator, &coef, &mut state, &block.drive);
                 }
                 Integrator::Rk4 => {
-                    let h = coef.h;
-                    let half = h * T::from_f64(0.5);
-                    let two = T::from_f64(2.0);
                     point.copy_from_slice(&state);
                     for q in 0..4 {
                         block.evaluate_drive::<I>(&point);
-                        let (step, weight) = match q {
-                            0 => (half, T::ONE),
-                            1 => (half, two),
-                            2 => (h, two),
-                            _ => (T::ZERO, T::ONE),
-                        };
-                        let drive = &block.drive;
-                        for b in 0..batch {
-                            let row = b * width;
-                            for i in 0..width {
-                                let f = (drive[row + i] - point[row + i]) * coef.a[i];
-                                if q == 0 {
-                                    slope_sum[row + i] = f;
-                                } else {
-                                    slope_sum[row + i] += weight * f;
-                                }
-                                if q < 3 {
-                                    point[row + i] = state[row + i] + step * f;
-                                }
-                            }
-                        }
+                        rk4_stage(q, &coef, &state, &mut point, &mut slope_sum, &block.drive);
                     }
-                    let sixth = h / T::from_f64(6.0);
+                    let sixth = coef.h / T::from_f64(6.0);
                     for (s, slope) in state.iter_mut().zip(&slope_sum) {
                         *s += sixth * *slope;
                     }

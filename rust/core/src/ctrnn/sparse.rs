@@ -146,48 +146,23 @@ impl<T: Real> Csr<T> {
     /// grad_w[i, j] += Σ_r mu[r, i] · rate[r, j] over `rows` rows, on the synapses only
     /// (`grad_w` is the dense N×N gradient; entries off the pattern are not touched).
     ///
-    /// With many rows, μ and the rates are first transposed (N×rows each), so that every
-    /// synapse's sum is one contiguous, vectorised dot product of two length-`rows` rows;
-    /// with few rows the sums run row by row into a per-synapse accumulator.
+    /// μ and the rates are first transposed (N×rows each), so that every synapse's sum is one
+    /// contiguous, vectorised dot product of two length-`rows` rows.
     #[inline(always)]
     pub fn add_gradient(&self, grad_w: &mut [T], mu: &[T], rate: &[T], rows: usize) {
-        const MIN_ROWS_TO_TRANSPOSE: usize = 16;
         let n = self.n;
-        if rows >= MIN_ROWS_TO_TRANSPOSE {
-            let mut mu_t = ScratchBuffer::<T>::zeroed(n * rows);
-            let mut rate_t = ScratchBuffer::<T>::zeroed(n * rows);
-            linalg::transpose_into(&mu[..rows * n], rows, n, &mut mu_t);
-            linalg::transpose_into(&rate[..rows * n], rows, n, &mut rate_t);
-            for i in 0..n {
-                let mu_i = &mu_t[i * rows..(i + 1) * rows];
-                if mu_i.iter().all(|v| *v == T::ZERO) {
-                    continue;
-                }
-                for k in self.row_start[i]..self.row_start[i + 1] {
-                    let j = self.col[k] as usize;
-                    grad_w[i * n + j] += linalg::dot(mu_i, &rate_t[j * rows..(j + 1) * rows]);
-                }
-            }
-            return;
-        }
-        let mut acc = vec![T::ZERO; self.synapses()];
-        for r in 0..rows {
-            let m = &mu[r * n..(r + 1) * n];
-            let rr = &rate[r * n..(r + 1) * n];
-            for i in 0..n {
-                let mi = m[i];
-                if mi == T::ZERO {
-                    continue;
-                }
-                let span = self.row_start[i]..self.row_start[i + 1];
-                for (a, c) in acc[span.clone()].iter_mut().zip(&self.col[span]) {
-                    *a += mi * rr[*c as usize];
-                }
-            }
-        }
+        let mut mu_t = ScratchBuffer::<T>::zeroed(n * rows);
+        let mut rate_t = ScratchBuffer::<T>::zeroed(n * rows);
+        linalg::transpose_into(&mu[..rows * n], rows, n, &mut mu_t);
+        linalg::transpose_into(&rate[..rows * n], rows, n, &mut rate_t);
         for i in 0..n {
+            let mu_i = &mu_t[i * rows..(i + 1) * rows];
+            if mu_i.iter().all(|v| *v == T::ZERO) {
+                continue;
+            }
             for k in self.row_start[i]..self.row_start[i + 1] {
-                grad_w[i * n + self.col[k] as usize] += acc[k];
+                let j = self.col[k] as usize;
+                grad_w[i * n + j] += linalg::dot(mu_i, &rate_t[j * rows..(j + 1) * rows]);
             }
         }
     }
