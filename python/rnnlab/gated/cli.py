@@ -173,7 +173,13 @@ def _derive(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rnnlab.gated.demo import run_sweep_demo
 
-    summary = run_sweep_demo(args.dir, workers=args.workers, steps=args.steps, stack=args.stack)
+    summary = run_sweep_demo(
+        args.dir,
+        workers=args.workers,
+        steps=args.steps,
+        stack=args.stack,
+        state_size=args.state_size,
+    )
     print(
         f"{summary['runs']} runs in {summary['train_seconds']:.1f} s "
         f"({summary['configs_per_hour']:.0f} configs/hour with {args.workers} workers); "
@@ -337,11 +343,17 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
             "Init a 12-config grid (1 layer, S = 32), train it with 2 worker processes on the "
             "embedded corpus and examine it."
         ),
-        epilog="examples:\n  rnnlab sweep demo --dir /tmp/demo-sweep\n",
+        epilog=(
+            "examples:\n  rnnlab sweep demo --dir /tmp/demo-sweep\n"
+            "  rnnlab sweep demo --dir /tmp/demo-s64 --workers 1 --stack 12 --state-size 64\n"
+        ),
         formatter_class=_formatter(),
     )
     demo.add_argument("--dir", default="runs/sweep-demo", help="sweep folder")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--steps", type=int, default=None, help="override the training steps")
     demo.add_argument("--stack", type=int, default=1, help="configs trained together per worker")
+    demo.add_argument(
+        "--state-size", type=int, default=32, help="state size S of the 12 configs (default 32)"
+    )
     demo.set_defaults(handler=_demo)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rnnlab.errors import ConfigError
 from rnnlab.gated.sweep import Sweep, grid_configs
 
 __all__ = ["DEMO_GRID", "DEMO_TRAINING", "run_sweep_demo"]
@@ -41,16 +42,23 @@ def run_sweep_demo(
     workers: int = 2,
     steps: int | None = None,
     stack: int = 1,
+    state_size: int = 32,
 ) -> dict[str, Any]:
-    """Init, train (``workers`` processes), examine; returns the examine summary + timing."""
+    """Init, train (``workers`` processes), examine; returns the examine summary + timing.
+
+    ``state_size`` replaces the grid's S = 32 (the same 12 flag combinations at another width).
+    """
     from rnnlab.gated.analysis import examine
     from rnnlab.gated.executors import run_local
 
+    if not isinstance(state_size, int) or isinstance(state_size, bool) or state_size < 1:
+        raise ConfigError(f"state_size: must be a positive integer, got {state_size!r}")
     training = dict(DEMO_TRAINING)
     if steps is not None:
         training["steps"] = steps
+    grid = {"grid": {**DEMO_GRID["grid"], "state_size": [state_size]}}
     sweep = Sweep(sweep_dir)
-    sweep.init(grid_configs(DEMO_GRID), training, stale_after_s=60.0)
+    sweep.init(grid_configs(grid), training, stale_after_s=60.0)
     sweep.data_summary()
     started = time.monotonic()
     run_local(sweep_dir, workers=workers, threads=1, heartbeat_s=5.0, stack=stack)
