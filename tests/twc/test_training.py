@@ -45,6 +45,48 @@ def test_sequences_never_cross_episodes_including_wraparound() -> None:
     }  # episodes 0 and 2 too short or overwritten
 
 
+def test_episode_sampling_chooses_episodes_uniformly_as_upstream() -> None:
+    replay = SequenceReplay(capacity=100, obs_dim=2, n_neurons=11, seed=2)
+    for episode_id, length in enumerate([40, 6, 6, 6]):
+        replay.add_episode(_episode(episode_id, length))
+    arrays, _, weights = replay.sample(8000, 4, by_episode=True)
+    obs = arrays["obs"]
+    assert (obs[:, :, 0] == obs[:, :1, 0]).all()
+    assert (np.diff(obs[:, :, 1], axis=1) == 1).all()
+    assert (weights == 1.0).all()
+    share = np.bincount(obs[:, 0, 0].astype(int), minlength=4) / 8000
+    np.testing.assert_allclose(share, 0.25, atol=0.03)  # by transition: 37/46 for episode 0
+    inside = obs[obs[:, 0, 0] == 1, 0, 1]
+    np.testing.assert_allclose(np.bincount(inside.astype(int)) / inside.size, 1 / 3, atol=0.05)
+    by_transition = replay.sample(8000, 4)[0]["obs"][:, 0, 0]
+    assert (by_transition == 0).mean() == pytest.approx(37 / 46, abs=0.03)
+
+
+@pytest.mark.parametrize("length", [1, 3])
+def test_episode_runs_split_adjacent_episodes_and_wraparound(length: int) -> None:
+    replay = SequenceReplay(capacity=20, obs_dim=2, n_neurons=11, seed=0)
+    for episode_id, steps in enumerate([7, 9, 3, 8, 6, 2]):
+        replay.add_episode(_episode(episode_id, steps))
+    starts = replay.valid_starts(length)
+    first, counts = replay.episode_runs(starts)
+    episode_of_start = replay.obs[starts, 0]
+    for begin, count in zip(first, counts, strict=True):
+        run = episode_of_start[begin : begin + count]
+        assert (run == run[0]).all()
+    assert len(set(episode_of_start[first].tolist())) == first.size  # one run per episode
+    arrays, _, _ = replay.sample(500, length, by_episode=True)
+    assert (arrays["obs"][:, :, 0] == arrays["obs"][:, :1, 0]).all()
+
+
+def test_sampling_is_validated() -> None:
+    from rnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sampling"):
+        TD3Config(sampling="episodes").validate()
+    with pytest.raises(ConfigError, match="prioritized"):
+        TD3Config(sampling="episode", prioritized=True).validate()
+
+
 def test_prioritised_sampling_follows_priorities() -> None:
     replay = SequenceReplay(capacity=100, obs_dim=2, n_neurons=11, seed=1)
     replay.add_episode(_episode(0, 50))
@@ -75,7 +117,12 @@ def _tiny_config(**overrides: object) -> TD3Config:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"algo": "ddpg", "exploration": "gaussian"}, {"prioritized": True, "stored_state": True}],
+    [
+        {},
+        {"algo": "ddpg", "exploration": "gaussian"},
+        {"prioritized": True, "stored_state": True},
+        {"sampling": "episode", "dynamics": "soft"},
+    ],
 )
 def test_td3_updates_change_the_actor_and_resume_restores_everything(
     tmp_path: Path, overrides: dict[str, object]

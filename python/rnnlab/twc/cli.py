@@ -152,6 +152,7 @@ def _train_td3(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
             seed=args.seed,
             exploration=args.exploration,
             prioritized=args.prioritized,
+            sampling=args.sampling,
             stored_state=args.stored_state,
             batch_size=args.batch_size,
             updates_per_step=args.updates_per_step,
@@ -356,6 +357,8 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
             "examples:\n  rnnlab twc train --algo es --seed 0 --time-limit 900\n"
             "  rnnlab twc train --algo td3 --steps 200000 --exploration ou --stored-state\n"
             "  rnnlab twc train --algo td3 --resume runs/twc-td3-seed0 --steps 300000\n"
+            "  rnnlab twc train --algo td3 --dynamics soft --sampling episode --envs 1 "
+            "--updates-per-step 2  # upstream's recipe\n"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -388,6 +391,12 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
     rl.add_argument("--updates-per-step", type=float, default=0.5)
     rl.add_argument("--exploration", choices=("gaussian", "ou"), default="ou")
     rl.add_argument("--prioritized", action="store_true", help="prioritised sequence replay")
+    rl.add_argument(
+        "--sampling",
+        choices=("transition", "episode"),
+        default="transition",
+        help="sequence starts uniform over transitions, or upstream's uniform episode first",
+    )
     rl.add_argument("--stored-state", action="store_true", help="R2D2-style stored states")
     rl.add_argument("--eval-every", type=int, default=5000)
     rl.add_argument("--resume", default=None, help="run folder with final-resume.pt")

@@ -39,6 +39,7 @@ __all__ = ["Critic", "SequenceReplay", "TD3Config", "TD3Trainer"]
 
 ALGORITHMS = ("td3", "ddpg")
 EXPLORATION = ("gaussian", "ou")
+SAMPLING = ("transition", "episode")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TD3Config:
     grad_clip: float = 1.0
     capacity: int = 100_000
     prioritized: bool = False
+    sampling: str = "transition"
     priority_alpha: float = 0.6
     priority_beta: float = 0.6
     stored_state: bool = False
@@ -84,6 +86,13 @@ class TD3Config:
             raise ConfigError(f"algo: {self.algo!r} is not one of {ALGORITHMS}")
         if self.exploration not in EXPLORATION:
             raise ConfigError(f"exploration: {self.exploration!r} is not one of {EXPLORATION}")
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling: {self.sampling!r} is not one of {SAMPLING}")
+        if self.sampling == "episode" and self.prioritized:
+            raise ConfigError(
+                "sampling: 'episode' (upstream's uniform episode choice) cannot be combined with "
+                "prioritized replay; use sampling='transition' with prioritized=True"
+            )
         if not 0 <= self.burn_in < self.sequence_length:
             raise ConfigError(
                 f"burn_in: must be in [0, sequence_length), got {self.burn_in} "
@@ -162,14 +171,46 @@ class SequenceReplay:
     def valid_starts(self, length: int) -> np.ndarray:
         return np.flatnonzero(self.remaining >= length)
 
+    def episode_runs(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First position in ``starts`` and number of valid starts of each stored episode.
+
+        ``starts`` are the valid start indices (sorted). Two neighbours belong to the same
+        episode iff they are adjacent slots and ``remaining`` drops by exactly one between them
+        (an episode is written contiguously; the next one starts with its full length).
+        """
+        if starts.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        same = (np.diff(starts) == 1) & (
+            self.remaining[starts[:-1]] == self.remaining[starts[1:]] + 1
+        )
+        first = np.concatenate([[0], np.flatnonzero(~same) + 1])
+        counts = np.diff(np.concatenate([first, [starts.size]]))
+        return first, counts
+
     def sample(
-        self, batch: int, length: int, alpha: float | None = None, beta: float = 0.0
+        self,
+        batch: int,
+        length: int,
+        alpha: float | None = None,
+        beta: float = 0.0,
+        by_episode: bool = False,
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(arrays [B, L, ...], start indices [B], importance weights [B])."""
+        """(arrays [B, L, ...], start indices [B], importance weights [B]).
+
+        Uniform over valid start indices; with ``alpha`` proportional to priority^alpha; with
+        ``by_episode`` (upstream's ``SequenceBuffer``) an episode holding a valid start is
+        chosen uniformly, then a start inside it, which favours short (successful) episodes.
+        """
         starts = self.valid_starts(length)
         if starts.size == 0:
             raise ConfigError(f"replay: no episode holds a sequence of length {length} yet")
-        if alpha is None:
+        if by_episode:
+            first, counts = self.episode_runs(starts)
+            episode = self.rng.integers(0, first.size, batch)
+            offset = (self.rng.random(batch) * counts[episode]).astype(np.int64)
+            chosen = starts[first[episode] + np.minimum(offset, counts[episode] - 1)]
+            weights = np.ones(batch)
+        elif alpha is None:
             chosen = starts[self.rng.integers(0, starts.size, batch)]
             weights = np.ones(batch)
         else:
@@ -326,7 +367,7 @@ class TD3Trainer:
         progress = min(1.0, self.env_steps / cfg.total_steps)
         beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * progress
         arrays, starts, weights = self.replay.sample(
-            cfg.batch_size, cfg.sequence_length, alpha, beta
+            cfg.batch_size, cfg.sequence_length, alpha, beta, cfg.sampling == "episode"
         )
         obs = torch.from_numpy(arrays["obs"])
         action = torch.from_numpy(arrays["action"])
