@@ -85,6 +85,8 @@ def test_sampling_is_validated() -> None:
         TD3Config(sampling="episodes").validate()
     with pytest.raises(ConfigError, match="prioritized"):
         TD3Config(sampling="episode", prioritized=True).validate()
+    with pytest.raises(ConfigError, match="warmup_actions"):
+        TD3Config(warmup_actions="random").validate()
 
 
 def test_prioritised_sampling_follows_priorities() -> None:
@@ -145,6 +147,30 @@ def test_td3_updates_change_the_actor_and_resume_restores_everything(
     resumed.config.total_steps += 10
     resumed.train()
     assert resumed.env_steps >= trainer.env_steps + 10
+
+
+def test_noise_warmup_reaches_the_goal_where_uniform_actions_never_do() -> None:
+    """Warm-up only (no updates): OU noise around 0 finds the goal, i.i.d. uniform actions don't."""
+    torch.set_num_threads(1)
+    reached = {}
+    for warmup_actions in ("uniform", "noise"):
+        steps = 16 * 999
+        trainer = TD3Trainer(
+            _tiny_config(
+                n_envs=16,
+                total_steps=10 * steps,  # σ stays near its start (0.4) during these steps
+                warmup_steps=10 * steps,
+                max_episode_steps=999,
+                warmup_actions=warmup_actions,
+                exploration="ou",
+            )
+        )
+        trainer.train(steps=steps)
+        assert trainer.updates == 0
+        returns = [h["train_return"] for h in trainer.history if "train_return" in h]
+        reached[warmup_actions] = np.mean([r > 0 for r in returns])
+    assert reached["uniform"] == 0.0
+    assert reached["noise"] >= 0.3
 
 
 def test_td3_time_limit_stops_training() -> None:

@@ -146,6 +146,7 @@ def _train_td3(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
             total_steps=args.steps,
             n_envs=args.envs,
             warmup_steps=min(args.warmup, args.steps),
+            warmup_actions=args.warmup_actions,
             dynamics=args.dynamics,
             delay=args.delay,
             encoder=args.encoder,
@@ -387,6 +388,12 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
     rl.add_argument("--steps", type=int, default=200_000, help="environment steps")
     rl.add_argument("--envs", type=int, default=8, help="parallel environments")
     rl.add_argument("--warmup", type=int, default=10_000)
+    rl.add_argument(
+        "--warmup-actions",
+        choices=("uniform", "noise"),
+        default="uniform",
+        help="warm-up actions: uniform random (upstream) or the exploration noise around 0",
+    )
     rl.add_argument("--batch-size", type=int, default=256)
     rl.add_argument("--updates-per-step", type=float, default=0.5)
     rl.add_argument("--exploration", choices=("gaussian", "ou"), default="ou")

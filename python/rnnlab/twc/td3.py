@@ -40,6 +40,7 @@ __all__ = ["Critic", "SequenceReplay", "TD3Config", "TD3Trainer"]
 ALGORITHMS = ("td3", "ddpg")
 EXPLORATION = ("gaussian", "ou")
 SAMPLING = ("transition", "episode")
+WARMUP_ACTIONS = ("uniform", "noise")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TD3Config:
     total_steps: int = 200_000
     n_envs: int = 8
     warmup_steps: int = 10_000
+    warmup_actions: str = "uniform"
     batch_size: int = 256
     sequence_length: int = 8
     burn_in: int = 4
@@ -86,6 +88,10 @@ class TD3Config:
             raise ConfigError(f"algo: {self.algo!r} is not one of {ALGORITHMS}")
         if self.exploration not in EXPLORATION:
             raise ConfigError(f"exploration: {self.exploration!r} is not one of {EXPLORATION}")
+        if self.warmup_actions not in WARMUP_ACTIONS:
+            raise ConfigError(
+                f"warmup_actions: {self.warmup_actions!r} is not one of {WARMUP_ACTIONS}"
+            )
         if self.sampling not in SAMPLING:
             raise ConfigError(f"sampling: {self.sampling!r} is not one of {SAMPLING}")
         if self.sampling == "episode" and self.prioritized:
@@ -298,7 +304,9 @@ class TD3Trainer:
             action, self._next_state = self.actor.step(torch.from_numpy(self._obs), self._state)
         action_np = action[:, 0].numpy().astype(np.float64)
         if self.env_steps < cfg.warmup_steps:
-            return self.rng.uniform(-1.0, 1.0, cfg.n_envs)
+            if cfg.warmup_actions == "uniform":
+                return self.rng.uniform(-1.0, 1.0, cfg.n_envs)
+            action_np = np.zeros(cfg.n_envs)  # "noise": the exploration process alone
         sigma = self.sigma()
         if cfg.exploration == "ou":
             self._noise += cfg.ou_theta * (0.0 - self._noise) + sigma * self.rng.standard_normal(
