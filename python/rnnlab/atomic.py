@@ -17,8 +17,11 @@ import numpy as np
 __all__ = ["write_atomic", "write_json_atomic", "write_npz_atomic", "write_text_atomic"]
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    Whatever ``write`` returns is ignored.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
@@ -53,4 +56,4 @@ def write_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarr
     for name, array in arrays.items():
         if np.asarray(array).dtype.hasobject:
             raise TypeError(f"{name}: object arrays would need pickle; refusing to save")
-    return write_atomic(path, lambda file: np.savez(file, **arrays))
+    return write_atomic(path, lambda file: np.savez(file, allow_pickle=False, **arrays))

@@ -97,7 +97,9 @@ def churn(net: CTRNN, config: BakeoffConfig, seconds: float, min_steps: int = 2)
         target = rng.uniform(size=(1, net.n_outputs))
         start = state
         net.run(x, dt=config.dt, substeps=config.substeps, s0=start)
-        state = net.state
+        end = net.state
+        assert end is not None  # run() always records the state it ends in
+        state = end
         frames.append((x[0], target[0], start, state))
         if not train:
             return float("nan")

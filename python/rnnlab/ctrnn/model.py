@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,7 +31,8 @@ __all__ = [
 ACTIVATIONS = ("logistic", "tanh", "relu", "identity")
 INTEGRATORS = ("euler", "exp_euler", "rk4")
 DTYPES = ("float32", "float64")
-READOUTS = ("pick", "linear")
+Readout = Literal["pick", "linear"]
+READOUTS: tuple[Readout, ...] = ("pick", "linear")
 OPTIMIZERS = ("adam", "sgd")
 PARAM_NAMES = ("W", "mask", "tau", "theta", "gain", "U", "V", "c")
 TRAINABLE_NAMES = ("W", "tau", "theta", "gain", "U", "V", "c")
@@ -39,12 +40,15 @@ FILE_FORMAT = "rnnlab.ctrnn"
 FILE_VERSION = 1
 
 Array = NDArray[np.floating[Any]]
+ChoiceT = TypeVar("ChoiceT", bound=str)
 
 
-def _choice(field: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{field}: unknown value {value!r}; allowed: {', '.join(allowed)}")
-    return value
+def _choice(field: str, value: str, allowed: tuple[ChoiceT, ...]) -> ChoiceT:
+    """``value`` if it is one of ``allowed`` (typed as the allowed values), else ConfigError."""
+    for option in allowed:
+        if value == option:
+            return option
+    raise ConfigError(f"{field}: unknown value {value!r}; allowed: {', '.join(allowed)}")
 
 
 def _softplus(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -116,7 +120,7 @@ class CTRNN:
         integrator: str = "euler",
         dtype: str = "float64",
         seed: int = 0,
-        readout: Literal["pick", "linear"] = "pick",
+        readout: Readout = "pick",
         trainable: Iterable[str] | None = None,
         tau: ArrayLike = 1.0,
         theta: ArrayLike = 0.0,
@@ -171,7 +175,7 @@ class CTRNN:
             "c": np.zeros(n_outputs, dtype=dtype_),
         }
         self._configure(params, activation, integrator, readout, trainable, tau_min)
-        self.seed = seed
+        self.seed: int | None = seed
         self.density = float(density)
         self.set_backend(backend, **backend_options)
 
@@ -271,7 +275,7 @@ class CTRNN:
         *,
         activation: str = "logistic",
         integrator: str = "euler",
-        readout: Literal["pick", "linear"] | None = None,
+        readout: Readout | None = None,
         trainable: Iterable[str] | None = None,
         tau_min: float = 0.01,
         backend: str | Backend = "auto",
@@ -630,6 +634,7 @@ class CTRNN:
             return self._injected_loss_and_grad(
                 x, output_grad, dt, times, substeps, truncation, s0, recorded_states
             )
+        assert target is not None  # exactly one of target and output_grad, checked above
         problem, unbatched = self._loss_problem(
             x, target, dt, times, substeps, truncation, s0, recorded_states
         )

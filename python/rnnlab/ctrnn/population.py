@@ -62,6 +62,7 @@ class Population:
         integrator: str = "euler",
         threads: int | None = None,
     ) -> None:
+        members: list[Mapping[str, ArrayLike]]
         if isinstance(params_batch, Mapping):
             sizes = {np.shape(v)[0] for v in params_batch.values()}
             if len(sizes) != 1:
@@ -141,7 +142,13 @@ class Population:
         else:
             xs = xs0
         y = _native.ctrnn_forward_population(
-            *(self._stacked[k] for k in KERNEL_NAMES),
+            self._stacked["W"],
+            self._stacked["tau"],
+            self._stacked["theta"],
+            self._stacked["gain"],
+            self._stacked["U"],
+            self._stacked["V"],
+            self._stacked["c"],
             xs,
             durations,
             start,

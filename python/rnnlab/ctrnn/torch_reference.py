@@ -103,7 +103,16 @@ class TorchCTRNN(nn.Module):
 
         mask = t("mask") if params.get("mask") is not None else None
         return cls(
-            *(t(k) for k in PARAM_KEYS), mask=mask, activation=activation, integrator=integrator
+            t("W"),
+            t("tau"),
+            t("theta"),
+            t("gain"),
+            t("U"),
+            t("V"),
+            t("c"),
+            mask=mask,
+            activation=activation,
+            integrator=integrator,
         )
 
     @property

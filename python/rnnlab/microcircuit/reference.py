@@ -184,14 +184,14 @@ def reference_step(
         rate = rhp[p] if opts.pyr_hi_pass else r[p]
         if opts.model == "PAL":
             if opts.regularizer == "gate":
-                decay = opts.alpha[h] * B[h] * (rate > 0.0)
+                regularization = opts.alpha[h] * B[h] * (rate > 0.0)
             elif opts.regularizer == "varphi":
                 d_post = activation_derivative(act[h], u_breve[h])
                 d_pre = activation_derivative(act[p], u_breve[p])
-                decay = opts.alpha[h] * (d_post[:, None] * B[h] * d_pre[None, :])
+                regularization = opts.alpha[h] * (d_post[:, None] * B[h] * d_pre[None, :])
             else:
-                decay = opts.alpha[h] * B[h]
-            dB.append(dt * opts.eta_bw[h] * (np.outer(xi[h], rate) - decay))
+                regularization = opts.alpha[h] * B[h]
+            dB.append(dt * opts.eta_bw[h] * (np.outer(xi[h], rate) - regularization))
         elif opts.model == "DTPDRL" and (active[h] or not opts.pyr_hi_pass):
             reconstruction = B[h] @ rate
             if not opts.pyr_hi_pass:

@@ -244,6 +244,7 @@ def run_task(
     wall = time.perf_counter() - started
     series = {key: np.stack(values, axis=1) for key, values in records.items()}
     if teacher_state is not None:
+        assert targets_per_sample is not None  # the teacher made both
         t_views = layout.batch_views(teacher_state)
         for name, key in (("W", "WPP"), ("WIP", "WIP"), ("B", "BPP"), ("BPI", "BPI")):
             for i, array in enumerate(t_views[name]):

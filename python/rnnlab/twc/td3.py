@@ -417,13 +417,13 @@ class TD3Trainer:
             td_error = td_error + error.detach().abs().mean(1) / len(self.critics)
         critic_loss = sum(losses)
         self.critic_optimizer.zero_grad()
-        critic_loss.backward()  # type: ignore[union-attr]
+        critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critics.parameters(), cfg.grad_clip)
         self.critic_optimizer.step()
         if cfg.prioritized:
             self.replay.update_priorities(starts, td_error.numpy())
         self.updates += 1
-        record = {"critic_loss": float(critic_loss.detach())}  # type: ignore[union-attr]
+        record = {"critic_loss": float(critic_loss.detach())}
         delay = cfg.policy_delay if cfg.algo == "td3" else 1
         if self.updates % delay == 0:
             assert actor_state is not None or burn == 0

@@ -64,7 +64,7 @@ def keygen(folder: str | os.PathLike[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     server_public, server_secret = zmq.curve_keypair()
     worker_public, worker_secret = zmq.curve_keypair()
-    files = {
+    files: dict[str, dict[str, Any]] = {
         "coordinator_secret.json": {
             "public": server_public.decode(),
             "secret": server_secret.decode(),

@@ -142,10 +142,12 @@ class DistributedBackend(Backend):
     def combine(
         problem: Problem, tasks: list[list[ChunkGroup]], done: BatchResult
     ) -> tuple[float, dict[str, Array]]:
-        parts = []
+        parts: list[tuple[list[tuple[int, int]], float, dict[str, Array], Array]] = []
         for groups, result in zip(tasks, done.results, strict=False):
             for i, group in enumerate(groups):
-                grads = result.grads if i == 0 else {k: 0.0 * v for k, v in result.grads.items()}
+                grads: dict[str, Array] = (
+                    result.grads if i == 0 else {k: 0.0 * v for k, v in result.grads.items()}
+                )
                 loss = result.loss if i == 0 else 0.0
                 parts.append((group.rows, loss, grads, result.start_grads[i]))
         return combine_results(parts, problem.xs.shape[0], problem.shapes, problem.xs.dtype)

@@ -94,7 +94,13 @@ def group_loss_and_grad(
     gradients are the unweighted kernel's times the weight, like everything else.
     """
     loss, grads = _native.ctrnn_loss_and_grad(
-        *(params[name] for name in KERNEL_PARAM_NAMES),
+        params["W"],
+        params["tau"],
+        params["theta"],
+        params["gain"],
+        params["U"],
+        params["V"],
+        params["c"],
         group.x,
         group.dts,
         group.starts,
@@ -108,7 +114,7 @@ def group_loss_and_grad(
         threads=threads,
     )
     w = group.weight
-    scaled = {name: grads[name] * w for name in KERNEL_PARAM_NAMES}
+    scaled: dict[str, Array] = {name: grads[name] * w for name in KERNEL_PARAM_NAMES}
     return float(loss) * w, scaled, grads["s0"] * w
 
 
@@ -131,7 +137,13 @@ class Backend:
 
     def forward(self, problem: Problem, return_states: bool) -> tuple[Array, Array, Array | None]:
         return _native.ctrnn_forward(
-            *problem.kernel_params(),
+            problem.params["W"],
+            problem.params["tau"],
+            problem.params["theta"],
+            problem.params["gain"],
+            problem.params["U"],
+            problem.params["V"],
+            problem.params["c"],
             problem.xs,
             problem.durations,
             problem.start,
@@ -149,7 +161,13 @@ class Backend:
         if problem.chunked and (problem.recorded_states is not None or self.split_chunks):
             return self.run_groups(problem, self.chunk_groups(problem))
         loss, grads = _native.ctrnn_loss_and_grad(
-            *problem.kernel_params(),
+            problem.params["W"],
+            problem.params["tau"],
+            problem.params["theta"],
+            problem.params["gain"],
+            problem.params["U"],
+            problem.params["V"],
+            problem.params["c"],
             problem.xs,
             problem.durations,
             problem.start,

@@ -37,7 +37,10 @@ VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
 MAX_ARRAYS = 4096
 MAX_DIMS = 4
-DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
+DTYPES: dict[str, np.dtype[np.floating[Any]]] = {
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+}
 
 # Required header fields (beyond schema, version, kind, arrays) and their JSON types.
 _INT = (int,)
