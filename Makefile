@@ -49,6 +49,7 @@ lint: $(DEPS_STAMP)
 
 test-python: build
 	$(PY) -m mypy.stubtest rnnlab._native
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test: build test-rust lint test-python
