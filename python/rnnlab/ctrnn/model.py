@@ -463,13 +463,6 @@ class CTRNN:
             name: np.ascontiguousarray(self.params[name], dtype=self.dtype) for name in PARAM_NAMES
         }
 
-    def _kernel_params(self) -> tuple[Array, ...]:
-        p = self.params
-        return tuple(
-            np.ascontiguousarray(p[k], dtype=self.dtype)
-            for k in ("W", "tau", "theta", "gain", "U", "V", "c")
-        )
-
     # ----------------------------------------------------------------- simulation
     def run(
         self,

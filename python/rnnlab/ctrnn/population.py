@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rnnlab import _native
+from rnnlab.ctrnn.backends.local import kernel_arrays
 from rnnlab.ctrnn.model import CTRNN
 from rnnlab.errors import ConfigError, ShapeError
 
@@ -142,13 +143,7 @@ class Population:
         else:
             xs = xs0
         y = _native.ctrnn_forward_population(
-            self._stacked["W"],
-            self._stacked["tau"],
-            self._stacked["theta"],
-            self._stacked["gain"],
-            self._stacked["U"],
-            self._stacked["V"],
-            self._stacked["c"],
+            *kernel_arrays(self._stacked),
             xs,
             durations,
             start,

@@ -16,6 +16,7 @@ the recurrent weights are stored and how the work of one call is split over thre
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,20 @@ __all__ = [
 
 Array = NDArray[np.floating[Any]]
 KERNEL_PARAM_NAMES = ("W", "tau", "theta", "gain", "U", "V", "c")
+KernelArrays = tuple[Array, Array, Array, Array, Array, Array, Array]
+
+
+def kernel_arrays(params: Mapping[str, Array]) -> KernelArrays:
+    """W, tau, theta, gain, U, V, c: the kernels' first seven arguments, in their order."""
+    return (
+        params["W"],
+        params["tau"],
+        params["theta"],
+        params["gain"],
+        params["U"],
+        params["V"],
+        params["c"],
+    )
 
 
 @dataclass
@@ -57,8 +72,8 @@ class Problem:
     #: given, chunk c >= 1 starts from recorded_states[:, cK - 1] instead of a fresh forward pass.
     recorded_states: Array | None = None
 
-    def kernel_params(self) -> tuple[Array, ...]:
-        return tuple(self.params[name] for name in KERNEL_PARAM_NAMES)
+    def kernel_params(self) -> KernelArrays:
+        return kernel_arrays(self.params)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -94,13 +109,7 @@ def group_loss_and_grad(
     gradients are the unweighted kernel's times the weight, like everything else.
     """
     loss, grads = _native.ctrnn_loss_and_grad(
-        params["W"],
-        params["tau"],
-        params["theta"],
-        params["gain"],
-        params["U"],
-        params["V"],
-        params["c"],
+        *kernel_arrays(params),
         group.x,
         group.dts,
         group.starts,
@@ -137,13 +146,7 @@ class Backend:
 
     def forward(self, problem: Problem, return_states: bool) -> tuple[Array, Array, Array | None]:
         return _native.ctrnn_forward(
-            problem.params["W"],
-            problem.params["tau"],
-            problem.params["theta"],
-            problem.params["gain"],
-            problem.params["U"],
-            problem.params["V"],
-            problem.params["c"],
+            *kernel_arrays(problem.params),
             problem.xs,
             problem.durations,
             problem.start,
@@ -161,13 +164,7 @@ class Backend:
         if problem.chunked and (problem.recorded_states is not None or self.split_chunks):
             return self.run_groups(problem, self.chunk_groups(problem))
         loss, grads = _native.ctrnn_loss_and_grad(
-            problem.params["W"],
-            problem.params["tau"],
-            problem.params["theta"],
-            problem.params["gain"],
-            problem.params["U"],
-            problem.params["V"],
-            problem.params["c"],
+            *kernel_arrays(problem.params),
             problem.xs,
             problem.durations,
             problem.start,
