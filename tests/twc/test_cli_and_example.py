@@ -46,3 +46,51 @@ def test_cli_help_validate_and_eval(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (tmp_path / "twc-validate" / "comparison.png").exists()
     assert main(["twc", "eval", str(EXAMPLE), "--episodes", "5", "--backend", "batched"]) == 0
     assert "success 100%" in capsys.readouterr().out
+
+
+def test_td3_ctrl_c_stops_saves_final_and_resumes(tmp_path: Path) -> None:
+    """SIGINT during `rnnlab twc train --algo td3`: exit 130 with a resumable 'final'."""
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    command = [sys.executable, "-m", "rnnlab", "twc", "train", "--algo", "td3", "--out"]
+    small = ["--warmup", "64", "--envs", "2", "--batch-size", "8", "--eval-every", "10000000"]
+    process = subprocess.Popen(
+        [*command, str(tmp_path), "--steps", "10000000", *small, "--no-progress"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in iter(process.stderr.readline, "")],  # type: ignore[union-attr]
+        daemon=True,
+    )
+    reader.start()
+    try:
+        while "Ctrl-C stops" not in lines.get(timeout=120):
+            pass
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=180)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "final:" in stdout
+    folder = tmp_path / "twc-td3-seed0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["interrupted"] is True
+    assert (folder / "final.safetensors").exists()
+    steps = metrics["env_steps"]
+    done = subprocess.run(
+        [*command, str(tmp_path / "resumed"), "--resume", str(folder), "--steps", str(steps + 8)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = json.loads((tmp_path / "resumed" / "twc-td3-seed0" / "metrics.json").read_text())
+    assert resumed["env_steps"] == steps + 8
+    assert resumed["interrupted"] is False

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +183,26 @@ def _train_td3(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
             reached["seconds"] = time.perf_counter() - started
             reached["env_steps"] = t.env_steps
 
-    trainer.train(
-        on_eval=on_eval,
-        progress=bar,
-        time_limit_s=args.time_limit if args.time_limit else float("inf"),
-    )
+    with _graceful_interrupt() as interrupted:
+        print(
+            f"training into {folder.path}/ (Ctrl-C stops after the current step and saves)",
+            file=sys.stderr,
+            flush=True,
+        )
+        trainer.train(
+            on_eval=on_eval,
+            progress=bar,
+            time_limit_s=args.time_limit if args.time_limit else float("inf"),
+            stop_requested=lambda: bool(interrupted),
+        )
     bar.close()
+    if interrupted:
+        print(
+            f"interrupted at {trainer.env_steps} env steps: saving 'final'; continue with "
+            f"--resume {folder.path}",
+            file=sys.stderr,
+            flush=True,
+        )
     trainer.save(folder.path, "final")
     if not (folder / "best.safetensors").exists():
         trainer.save(folder.path, "best")
@@ -218,8 +236,30 @@ def _train_td3(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
         "seconds_to_first_eval_90": reached.get("seconds"),
         "env_steps": trainer.env_steps,
         "updates": trainer.updates,
+        "interrupted": bool(interrupted),
         "policy": best,
     }
+
+
+@contextlib.contextmanager
+def _graceful_interrupt() -> Iterator[list[int]]:
+    """While active, the first Ctrl-C (SIGINT) only appends to the yielded list, so a training
+    loop can stop at a consistent point and save; a second one interrupts as usual."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -239,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
         f"(success {final['success_rate']:.0%}, {final['mean_steps']:.0f} steps)\n"
         f"{metrics['seconds']:.0f} s; wrote {folder.path}/"
     )
-    return 0
+    return 130 if metrics.get("interrupted") else 0
 
 
 def _eval(args: argparse.Namespace) -> int:

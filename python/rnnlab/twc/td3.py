@@ -454,14 +454,21 @@ class TD3Trainer:
         on_eval: Callable[[TD3Trainer, dict[str, float]], None] | None = None,
         progress: Any = None,
         time_limit_s: float = float("inf"),
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
-        """Run until ``total_steps`` env steps (or ``steps`` more), or until ``time_limit_s``
-        seconds of this call have passed (checked after every batch of env steps)."""
+        """Run until ``total_steps`` env steps (or ``steps`` more), until ``time_limit_s``
+        seconds of this call have passed, or until ``stop_requested()`` is true (both checked
+        after every batch of env steps and its updates, so the trainer is consistent and can be
+        saved and resumed)."""
         cfg = self.config
         stop = cfg.total_steps if steps is None else min(cfg.total_steps, self.env_steps + steps)
         next_eval = (self.env_steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps
         deadline = time.perf_counter() + time_limit_s
-        while self.env_steps < stop and time.perf_counter() < deadline:
+        while (
+            self.env_steps < stop
+            and time.perf_counter() < deadline
+            and not (stop_requested is not None and stop_requested())
+        ):
             before = self.env_steps
             self._env_step()
             if progress is not None:
