@@ -9,10 +9,18 @@ student's own return with exact dynamics on 20 selection episodes.
 
     python examples/twc/imitation_check.py --dynamics straight_through --lr 0.05
     python examples/twc/imitation_check.py --dynamics soft --iterations 160
+    python examples/twc/imitation_check.py --dynamics exact --perturb 0.05 --lr 0.003 --steps 150
+
+``--perturb SCALE`` starts the student from the teacher's own raw parameters plus N(0, SCALE²)
+noise instead of a fresh initialisation, to ask whether the gradient is useful near a solution.
+``--dynamics exact`` differentiates the exact forward with plain autograd (the gradient of the
+branch each neuron took; no surrogate). Gradients are clipped to norm 1, as in TD3.
 
 What it showed (docs/twc.md, "Why TD3 does not get there"): with either surrogate the loss falls
 only to the variance of the teacher's actions (the student learns the mean action), so the
-gradient carries too little of the circuit's behaviour for TD3's actor to follow.
+gradient carries too little of the circuit's behaviour for TD3's actor to follow. Near the
+solution (``--perturb 0.05``) exact-dynamics autograd does fit (0.021 → 0.005 in 30 steps), while
+the straight-through surrogate's 150-step gradient overflows and clipping zeroes every update.
 """
 
 from __future__ import annotations
@@ -64,23 +72,39 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "examples:\n"
             "  python examples/twc/imitation_check.py --dynamics straight_through --lr 0.05\n"
             "  python examples/twc/imitation_check.py --dynamics soft --iterations 160\n"
+            "  python examples/twc/imitation_check.py --dynamics exact --perturb 0.05 --lr 0.003"
+            " --steps 150\n"
         ),
     )
-    parser.add_argument("--dynamics", choices=("straight_through", "soft"), default="soft")
+    parser.add_argument("--dynamics", choices=("straight_through", "soft", "exact"), default="soft")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     parser.add_argument("--iterations", type=int, default=160)
     parser.add_argument("--episodes", type=int, default=64, help="teacher episodes")
     parser.add_argument("--steps", type=int, default=200, help="unrolled window per episode")
     parser.add_argument("--report-every", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0, help="student initialisation")
+    parser.add_argument(
+        "--perturb",
+        type=float,
+        default=None,
+        help="start from the teacher's raw parameters + N(0, PERTURB^2) noise",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    teacher = TWC.from_parameters(json.loads(TEACHER.read_text())["parameters"], dynamics="exact")
+    teacher_parameters = json.loads(TEACHER.read_text())["parameters"]
+    teacher = TWC.from_parameters(teacher_parameters, dynamics="exact")
     obs, actions, mask = teacher_rollouts(teacher, args.episodes, args.steps, first_seed=500)
     mean_action = (actions * mask).sum() / mask.sum()
     variance = float((((actions - mean_action) ** 2) * mask).sum() / mask.sum())
     print(f"teacher: action variance {variance:.4f} (the loss of a constant predictor)")
-    student = TWC(dynamics=args.dynamics, seed=args.seed)
+    if args.perturb is None:
+        student = TWC(dynamics=args.dynamics, seed=args.seed)
+    else:
+        student = TWC.from_parameters(teacher_parameters, dynamics=args.dynamics)
+        generator = torch.Generator().manual_seed(args.seed)
+        with torch.no_grad():
+            for parameter in student.parameters():
+                parameter.add_(args.perturb * torch.randn(parameter.shape, generator=generator))
     optimizer = torch.optim.Adam(student.parameters(), lr=args.lr)
     started = time.perf_counter()
     loss_value = float("nan")
@@ -99,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             break
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimizer.step()
     return {"loss": loss_value, "variance": variance}
 
