@@ -272,3 +272,26 @@ def test_es_reaches_90_over_100_fixed_seeds_within_15_minutes() -> None:
     assert result.seconds_to_target is not None
     assert result.seconds_to_target < 900
     assert evaluate(result.best, 100).summary()["mean_return"] >= 90.0
+
+
+def test_td3_init_from_a_policy_file_and_resume_without_it(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "twc" / "es_seed0_final.json"
+    source = tmp_path / "start.json"
+    shutil.copy(example, source)
+    trainer = TD3Trainer(_tiny_config(init_from=str(source), warmup_steps=0, total_steps=40))
+    wanted = TWC.from_parameters(json.loads(example.read_text())["parameters"])
+    torch.testing.assert_close(trainer.actor.flat_raw(), wanted.flat_raw())
+    torch.testing.assert_close(trainer.actor_target.flat_raw(), wanted.flat_raw())
+    trainer.train()
+    trainer.save(tmp_path / "run", "final")
+    source.unlink()  # the checkpoint holds the actor; resuming must not need the start file
+    resumed = TD3Trainer.resume(tmp_path / "run", "final")
+    assert resumed.config.init_from == str(source)
+    assert torch.equal(resumed.actor.flat_raw(), trainer.actor.flat_raw())
+    from rnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="init_from"):
+        TD3Trainer(_tiny_config(init_from=str(source)))

@@ -155,6 +155,7 @@ def _train_td3(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
             delay=args.delay,
             encoder=args.encoder,
             seed=args.seed,
+            init_from=args.init_from,
             exploration=args.exploration,
             prioritized=args.prioritized,
             sampling=args.sampling,
@@ -398,6 +399,8 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
             "examples:\n  rnnlab twc train --algo es --seed 0 --time-limit 900\n"
             "  rnnlab twc train --algo td3 --steps 200000 --exploration ou --stored-state\n"
             "  rnnlab twc train --algo td3 --resume runs/twc-td3-seed0 --steps 300000\n"
+            "  rnnlab twc train --algo td3 --init-from examples/twc/es_seed0_final.json "
+            "--warmup 0  # fine-tune\n"
             "  rnnlab twc train --algo td3 --dynamics soft --sampling episode --envs 1 "
             "--updates-per-step 2  # upstream's recipe\n"
         ),
@@ -447,6 +450,11 @@ def register(systems: argparse._SubParsersAction[Any]) -> None:
     rl.add_argument("--stored-state", action="store_true", help="R2D2-style stored states")
     rl.add_argument("--eval-every", type=int, default=5000)
     rl.add_argument("--resume", default=None, help="run folder with final-resume.pt")
+    rl.add_argument(
+        "--init-from",
+        default=None,
+        help="start the actor from a policy (.json, .safetensors or FIURI-engine .xml)",
+    )
     train.set_defaults(handler=_train_dispatch)
 
     evaluate = commands.add_parser(

@@ -17,6 +17,7 @@ clipping, Gaussian or Ornstein-Uhlenbeck exploration with linear decay) with the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class TD3Config:
     delay: int = 1
     encoder: str = "faithful"
     seed: int = 0
+    init_from: str | None = None  # start the actor from a policy file (load_policy formats)
     eval_every_steps: int = 5_000
     eval_episodes: int = 10
     max_episode_steps: int = 999  # training episodes only; evaluation always uses 999
@@ -266,6 +268,13 @@ class TD3Trainer:
         self.actor = TWC(
             dynamics=config.dynamics, delay=config.delay, encoder=config.encoder, seed=config.seed
         )
+        if config.init_from is not None:
+            # fine-tuning: the 40 effective parameters of another policy (ES result, an imported
+            # FIURI-engine XML model, a checkpoint); dynamics/encoder/delay stay this config's
+            source = Path(config.init_from)
+            if not source.is_file():
+                raise ConfigError(f"init_from: no such policy file {str(source)!r}")
+            self.actor.load_parameters_json(load_policy(source).parameters_json())
         self.actor_target = copy.deepcopy(self.actor)
         self.critics = nn.ModuleList([Critic() for _ in range(2 if config.algo == "td3" else 1)])
         self.critics_target = copy.deepcopy(self.critics)
@@ -541,7 +550,10 @@ class TD3Trainer:
         import json
 
         meta = json.loads((folder / f"{name}.json").read_text())
-        trainer = cls(TD3Config(**meta["trainer"]))
+        config = TD3Config(**meta["trainer"])
+        # the actor comes from the checkpoint, so the init_from file need not exist any more
+        trainer = cls(dataclasses.replace(config, init_from=None))
+        trainer.config = config
         state = torch.load(folder / f"{name}-resume.pt", weights_only=True)
         trainer.actor.load_state_dict(state["actor"])
         trainer.actor_target.load_state_dict(state["actor_target"])
