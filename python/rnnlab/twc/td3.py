@@ -17,11 +17,10 @@ clipping, Gaussian or Ornstein-Uhlenbeck exploration with linear decay) with the
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +214,7 @@ class SequenceReplay:
         if by_episode:
             first, counts = self.episode_runs(starts)
             episode = self.rng.integers(0, first.size, batch)
-            offset = (self.rng.random(batch) * counts[episode]).astype(np.int64)
-            chosen = starts[first[episode] + np.minimum(offset, counts[episode] - 1)]
+            chosen = starts[first[episode] + self.rng.integers(0, counts[episode])]
             weights = np.ones(batch)
         elif alpha is None:
             chosen = starts[self.rng.integers(0, starts.size, batch)]
@@ -552,7 +550,7 @@ class TD3Trainer:
         meta = json.loads((folder / f"{name}.json").read_text())
         config = TD3Config(**meta["trainer"])
         # the actor comes from the checkpoint, so the init_from file need not exist any more
-        trainer = cls(dataclasses.replace(config, init_from=None))
+        trainer = cls(replace(config, init_from=None))
         trainer.config = config
         state = torch.load(folder / f"{name}-resume.pt", weights_only=True)
         trainer.actor.load_state_dict(state["actor"])
