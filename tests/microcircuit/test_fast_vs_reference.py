@@ -104,9 +104,77 @@ def test_fast_equals_reference_options(overrides):
     _compare(_params(**overrides), 400, step0=37)
 
 
-def test_learning_flags_are_respected():
-    _compare(_params(model_type="PAL"), 400, flags=(False, True, False))
-    _compare(_params(model_type="DTPDRL"), 400, flags=(True, False, True), with_target=False)
+# weight blocks by the learning flag that gates them (learn_fw, learn_lat, learn_bw); BP and FA
+# copy or keep B, so the flags are checked on the models that learn B
+FLAG_BLOCKS = {"learn_fw": ("W",), "learn_lat": ("WIP", "BPI"), "learn_bw": ("B",)}
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "with_target"),
+    [("PAL", (False, True, False), True), ("DTPDRL", (True, False, True), False)],
+)
+def test_learning_flags_are_respected(model, flags, with_target):
+    params = _params(model_type=model)
+    _opts, layout, initial = init_batch(params, params.seeds)
+    final = _compare(params, 400, flags=flags, with_target=with_target)
+    before, after = layout.batch_views(initial), layout.batch_views(final)
+    for flag, on in zip(("learn_fw", "learn_lat", "learn_bw"), flags, strict=True):
+        for name in FLAG_BLOCKS[flag]:
+            for old, new in zip(before[name], after[name], strict=True):
+                if on:
+                    assert np.max(np.abs(new - old)) > 1e-6, f"{name} did not learn ({flag}=True)"
+                else:
+                    message = f"{name} changed ({flag}=False)"
+                    np.testing.assert_array_equal(new, old, err_msg=message)
+
+
+def _one_step(params, state, *, kernel: bool):
+    """One learning step from ``state`` (in place) by the Rust kernel or the numpy reference."""
+    opts, layout, _ = init_batch(params, params.seeds)
+    batch = len(params.seeds)
+    inputs = np.full((batch, 1, layout.n_input), 0.5)
+    targets = np.full((batch, 1, layout.n[-1]), 0.5)
+    learn = {"learn_fw": True, "learn_lat": True, "learn_bw": True}
+    if kernel:
+        FastKernel(opts, layout).run(state, inputs, targets, seeds=params.seeds, step0=0, **learn)
+    else:
+        reference_run(opts, layout, state, inputs, targets, seeds=params.seeds, step0=0, **learn)
+    return layout
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["rust", "numpy"])
+def test_a_network_at_rest_has_exactly_zero_high_passed_rates(kernel):
+    """At rest (u = u_prev) the first step changes no rate, so r̃ stays exactly 0, also when the
+    stored rates came from another math library (here: every stored rate one ulp off, as numpy's
+    SIMD φ can be against the kernel's on another CPU). Without that, the gate regulariser's
+    mask 𝟙[r̃ > 0] below flips on rounding noise."""
+    params = _params(model_type="PAL", gate_regularizer=True)
+    _opts, layout, state = init_batch(params, params.seeds)
+    for rates in (*layout.batch_views(state)["r"], *layout.batch_views(state)["rI"]):
+        rates[...] = np.nextafter(rates, np.inf)
+    layout = _one_step(params, state, kernel=kernel)
+    for rhp in layout.batch_views(state)["rhp"]:
+        np.testing.assert_array_equal(rhp, 0.0)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["rust", "numpy"])
+@pytest.mark.parametrize("r_tilde", [0.0, -1e-300, 1e-300])
+def test_gate_regularizer_at_the_tie(kernel, r_tilde):
+    """The gate regulariser α·B·𝟙[r̃ > 0] is off at exactly r̃ = 0 (and below), on above: with
+    every high-passed rate set to ``r_tilde``, one step changes B by exactly
+    dt·η·(ξ ⊗ r̃ − α·B·𝟙[r̃ > 0]), hand-derived here from the state before and after."""
+    params = _params(model_type="PAL", gate_regularizer=True)
+    opts, layout, state = init_batch(params, params.seeds)
+    for rhp in layout.batch_views(state)["rhp"]:
+        rhp[...] = r_tilde
+    B_before = [b.copy() for b in layout.batch_views(state)["B"]]
+    _one_step(params, state, kernel=kernel)
+    for h, (old, new) in enumerate(zip(B_before, layout.batch_views(state)["B"], strict=True)):
+        gate = 1.0 if r_tilde > 0 else 0.0
+        expected = old - opts.dt * opts.eta_bw[h] * opts.alpha[h] * old * gate
+        np.testing.assert_allclose(new, expected, rtol=1e-13, atol=1e-300)
+        if gate == 0.0:
+            np.testing.assert_array_equal(new, old)
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ from rnnlab.microcircuit.network import (
     set_backprop_weights,
 )
 
-__all__ = ["noise_active", "reference_run", "reference_step"]
+__all__ = ["noise_active", "reference_run", "reference_step", "refresh_rates"]
 
 
 def noise_active(opts: Options, layout: Layout, h: int, step: int, learn_bw: bool) -> bool:
@@ -47,6 +47,20 @@ def noise_active(opts: Options, layout: Layout, h: int, step: int, learn_bw: boo
     if opts.tbw_steps > 0:
         return (step // opts.tbw_steps) % layout.n_hidden == h
     return True
+
+
+def refresh_rates(opts: Options, layout: Layout, views: dict[str, list[np.ndarray]]) -> None:
+    """Recompute ``r = φ(ŭ)`` and ``rI = φ(ŭI)`` with this implementation's φ, in place.
+
+    The identity for a state this implementation made (every step leaves r = φ(ŭ)). A run starts
+    with it, in the Rust kernel too, so that the first rate change of a network at rest is exactly
+    0 in each implementation rather than the difference of two math libraries' last bits, on
+    which the gate regulariser's mask 𝟙[r̃ > 0] would flip differently on each CPU.
+    """
+    for L in range(layout.N):
+        views["r"][L][...] = activation(opts.activations[L], views["u_breve"][L])
+    for j in range(layout.n_pops):
+        views["rI"][j][...] = activation(opts.activations[layout.top(j)], views["uI_breve"][j])
 
 
 def reference_step(
@@ -257,6 +271,7 @@ def reference_run(
     errors = np.zeros(state.shape[0])
     for b in range(state.shape[0]):
         views = layout.views(state[b])
+        refresh_rates(opts, layout, views)
         for t in range(inputs.shape[1]):
             errors[b] += reference_step(
                 opts,

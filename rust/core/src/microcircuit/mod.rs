@@ -530,6 +530,7 @@ pub fn run(
     let n_in = layout.n_input;
     for (b, error) in errors.iter_mut().enumerate() {
         let row = &mut state[b * layout.size..(b + 1) * layout.size];
+        refresh_rates(cfg, layout, row);
         for t in 0..steps {
             let at = b * steps + t;
             let x = &inputs[at * n_in..(at + 1) * n_in];
@@ -548,6 +549,28 @@ pub fn run(
         }
     }
     Ok(errors)
+}
+
+/// Recompute the stored rates from the stored prospective voltages, r = φ(ŭ) and rI = φ(ŭI),
+/// with this kernel's φ. Within one implementation this is the identity (every step leaves
+/// r = φ(ŭ)); it matters for a state made elsewhere (numpy's initialisation): without it, the
+/// first step's rate change r − r_old of a network at rest is the difference of two math
+/// libraries' last bits instead of exactly 0, and the gate regulariser's mask 𝟙[r̃ > 0] (r̃ the
+/// high-passed rate) flips on that rounding noise, differently on each CPU.
+fn refresh_rates(cfg: &Config, lay: &Layout, row: &mut [f64]) {
+    let o = &lay.offsets;
+    for l in 0..lay.depth() {
+        let act = cfg.activations[l];
+        for i in 0..lay.n[l] {
+            row[o[R][l] + i] = act.value(row[o[U_BREVE][l] + i]);
+        }
+    }
+    for j in 0..lay.n_pops() {
+        let act = cfg.activations[lay.top(j)];
+        for i in 0..lay.n[lay.top(j)] {
+            row[o[RI][j] + i] = act.value(row[o[UI_BREVE][j] + i]);
+        }
+    }
 }
 
 /// One step of one network (the order of the reference note's §1.8; see the Python reference
